@@ -1,0 +1,18 @@
+//! The Kubernetes audit log as kubeward reads it.
+//!
+//! - [`event`]: the `audit.k8s.io` Event, borrowed from the input bytes, and record parsing
+//!   (Event or EventList per record).
+//! - [`framing`]: cutting inputs into chunks of whole records (JSON lines, or JSON documents
+//!   spread over lines), with a cap on record size.
+//! - [`input`]: files, standard input, gzip, directories.
+//! - [`scan`]: the prefiltering line visitor and the parallel, order-keeping driver.
+
+pub mod event;
+pub mod framing;
+pub mod input;
+pub mod scan;
+
+pub use event::{parse_record, Text, Event, ObjectRef, Record, RecordError, ResponseStatus, UserInfo};
+pub use framing::{Chunk, ChunkKind, Framing};
+pub use input::{expand, open, InputError, InputSpec, Opened, ReadOptions};
+pub use scan::{run_ordered, visit_lines, LineIssue, LineStats};
