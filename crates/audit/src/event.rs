@@ -211,7 +211,10 @@ impl<'a> Event<'a> {
 
     /// The resource of the object, or `""`.
     pub fn resource(&self) -> &str {
-        self.object_ref.as_ref().and_then(|o| o.resource.as_deref()).unwrap_or("")
+        self.object_ref
+            .as_ref()
+            .and_then(|o| o.resource.as_deref())
+            .unwrap_or("")
     }
 
     /// The response code, when known.
@@ -291,9 +294,77 @@ pub enum Record<'a> {
     List(Vec<Result<Event<'a>, RecordError>>),
 }
 
+/// The few fields that decide whether an event needs a closer look. Everything else is
+/// skipped (still checked to be well-formed JSON) instead of being decoded.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventHead<'a> {
+    /// `Event`, `EventList`, or absent.
+    #[serde(borrow, default)]
+    pub kind: Option<Text<'a>>,
+    /// Should start with `audit.k8s.io/`.
+    #[serde(borrow, default)]
+    pub api_version: Option<Text<'a>>,
+    /// The verb.
+    #[serde(borrow, default)]
+    pub verb: Option<Text<'a>>,
+    /// The auditID.
+    #[serde(rename = "auditID", borrow, default)]
+    pub audit_id: Option<Text<'a>>,
+    /// The object reference (only resource and group are decoded).
+    #[serde(borrow, default)]
+    pub object_ref: Option<HeadRef<'a>>,
+    /// Whether the record has `items` (an EventList).
+    #[serde(default)]
+    items: Option<serde::de::IgnoredAny>,
+}
+
+/// The part of `objectRef` that [`EventHead`] decodes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadRef<'a> {
+    /// Resource.
+    #[serde(borrow, default)]
+    pub resource: Option<Text<'a>>,
+}
+
+impl EventHead<'_> {
+    /// Whether the record is an EventList.
+    pub fn is_list(&self) -> bool {
+        self.items.is_some()
+    }
+
+    /// The resource, or `""`.
+    pub fn resource(&self) -> &str {
+        self.object_ref
+            .as_ref()
+            .and_then(|o| o.resource.as_deref())
+            .unwrap_or("")
+    }
+}
+
+/// Decodes only an [`EventHead`], checking that the record is a well-formed audit Event (or
+/// EventList).
+pub fn parse_head(bytes: &[u8]) -> Result<EventHead<'_>, RecordError> {
+    // from_slice checks UTF-8 only in the few strings it decodes: skipped values are scanned,
+    // not validated as text, which is most of the saving on lines that are never looked at again.
+    let h: EventHead = serde_json::from_slice(bytes).map_err(json_err)?;
+    if !h.is_list() {
+        check_fields(
+            h.kind.as_deref(),
+            h.api_version.as_deref(),
+            h.verb.is_some() || h.audit_id.is_some(),
+        )?;
+    }
+    Ok(h)
+}
+
 /// Parses one record (a line, or one JSON value of a whole-file document).
 pub fn parse_record(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
-    let mut ev: Event = serde_json::from_slice(bytes).map_err(json_err)?;
+    // One UTF-8 check for the whole line is cheaper than serde_json checking every string.
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| RecordError::Json(format!("invalid UTF-8: {e}")))?;
+    let mut ev: Event = serde_json::from_str(text).map_err(json_err)?;
     if let Some(items) = ev.items.take() {
         if let Some(k) = ev.kind.as_deref() {
             if k != "EventList" {
@@ -332,17 +403,29 @@ fn json_err(e: serde_json::Error) -> RecordError {
 /// An Event says it is one (`kind: Event` with an audit apiVersion), or, where old logs and
 /// hand-written events leave `kind` out, at least carries a verb or an auditID.
 fn check_event(ev: &Event) -> Result<(), RecordError> {
-    if let Some(v) = ev.api_version.as_deref() {
+    check_fields(
+        ev.kind.as_deref(),
+        ev.api_version.as_deref(),
+        ev.verb.is_some() || ev.audit_id.is_some(),
+    )
+}
+
+fn check_fields(
+    kind: Option<&str>,
+    api_version: Option<&str>,
+    has_verb_or_id: bool,
+) -> Result<(), RecordError> {
+    if let Some(v) = api_version {
         if !v.starts_with("audit.k8s.io/") {
             return Err(RecordError::NotAnEvent(format!(
                 "apiVersion {v:?} is not audit.k8s.io (a core Event object?)"
             )));
         }
     }
-    match ev.kind.as_deref() {
+    match kind {
         Some("Event") => Ok(()),
         Some(k) => Err(RecordError::NotAnEvent(format!("kind {k:?}"))),
-        None if ev.verb.is_some() || ev.audit_id.is_some() => Ok(()),
+        None if has_verb_or_id => Ok(()),
         None => Err(RecordError::NotAnEvent("no kind, verb or auditID".into())),
     }
 }
@@ -360,11 +443,16 @@ mod tests {
 
     #[test]
     fn parses_borrowed_fields() {
-        let e = one(r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a","stage":"ResponseComplete","verb":"create","user":{"username":"al\u0069ce","groups":["g"]},"objectRef":{"resource":"clusterroles","apiGroup":"rbac.authorization.k8s.io"},"responseStatus":{"metadata":{},"code":201},"requestObject":{"rules":[]},"unknown":[1,2,{"x":null}]}"#);
+        let e = one(
+            r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a","stage":"ResponseComplete","verb":"create","user":{"username":"al\u0069ce","groups":["g"]},"objectRef":{"resource":"clusterroles","apiGroup":"rbac.authorization.k8s.io"},"responseStatus":{"metadata":{},"code":201},"requestObject":{"rules":[]},"unknown":[1,2,{"x":null}]}"#,
+        );
         assert_eq!(e.verb(), "create");
         assert_eq!(e.user.as_ref().unwrap().username.as_deref(), Some("alice"));
         assert!(matches!(e.verb, Some(Text(Cow::Borrowed(_)))));
-        assert!(matches!(e.user.as_ref().unwrap().username, Some(Text(Cow::Owned(_)))));
+        assert!(matches!(
+            e.user.as_ref().unwrap().username,
+            Some(Text(Cow::Owned(_)))
+        ));
         assert_eq!(e.code(), Some(201));
         assert_eq!(e.request_object.unwrap().get(), r#"{"rules":[]}"#);
         assert_eq!(e.resource(), "clusterroles");

@@ -1,7 +1,7 @@
 //! Opening inputs: files, standard input, gzip (also multi-member, as rotated logs and cloud
 //! exports write it), and directories of them.
 
-use crate::framing::{sniff, Chunk, Framing, LineChunker, ValueChunker};
+use crate::framing::{sniff, Chunk, Framing, LineChunker, MappedLineChunker, ValueChunker};
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -12,12 +12,12 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum InputError {
     /// The path could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Open {
         /// The path as given.
         path: String,
         /// Why.
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -53,9 +53,9 @@ pub fn expand(paths: &[String]) -> Result<Vec<InputSpec>, InputError> {
             out.push(InputSpec::Stdin);
             continue;
         }
-        let err = |source| InputError::Open {
+        let err = |error| InputError::Open {
             path: p.clone(),
-            source,
+            error,
         };
         let meta = std::fs::metadata(p).map_err(err)?;
         if meta.is_dir() {
@@ -63,7 +63,10 @@ pub fn expand(paths: &[String]) -> Result<Vec<InputSpec>, InputError> {
             for entry in std::fs::read_dir(p).map_err(err)? {
                 let entry = entry.map_err(err)?;
                 let path = entry.path();
-                if std::fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
+                if std::fs::metadata(&path)
+                    .map(|m| m.is_file())
+                    .unwrap_or(false)
+                {
                     files.push(path);
                 }
             }
@@ -81,9 +84,9 @@ pub fn expand(paths: &[String]) -> Result<Vec<InputSpec>, InputError> {
 }
 
 fn check_readable(p: &Path) -> Result<(), InputError> {
-    File::open(p).map(drop).map_err(|source| InputError::Open {
+    File::open(p).map(drop).map_err(|error| InputError::Open {
         path: p.display().to_string(),
-        source,
+        error,
     })
 }
 
@@ -94,6 +97,8 @@ pub struct ReadOptions {
     pub chunk_size: usize,
     /// Longest record kept; longer ones are reported and skipped.
     pub max_record: usize,
+    /// Memory-map large plain files instead of reading them through a buffer.
+    pub mmap: bool,
 }
 
 impl Default for ReadOptions {
@@ -101,6 +106,7 @@ impl Default for ReadOptions {
         ReadOptions {
             chunk_size: 4 << 20,
             max_record: 64 << 20,
+            mmap: true,
         }
     }
 }
@@ -117,13 +123,16 @@ pub struct Opened {
     pub size: Option<u64>,
 }
 
+/// Plain files at least this large are memory-mapped (when allowed).
+const MMAP_MIN: u64 = 1 << 20;
+
 /// Opens an input, decompressing gzip (found by its magic bytes, not its name) and choosing the
 /// framing from the first bytes of the content.
 pub fn open(spec: &InputSpec, opts: ReadOptions) -> Result<Opened, InputError> {
     let name = spec.display();
-    let err = |source| InputError::Open {
+    let err = |error| InputError::Open {
         path: name.clone(),
-        source,
+        error,
     };
     let (raw, size): (Box<dyn Read + Send>, Option<u64>) = match spec {
         InputSpec::Stdin => (Box::new(io::stdin()), None),
@@ -145,10 +154,41 @@ pub fn open(spec: &InputSpec, opts: ReadOptions) -> Result<Opened, InputError> {
     let mut head = vec![0u8; 64 * 1024];
     let n = read_some(&mut reader, &mut head).map_err(err)?;
     head.truncate(n);
+    // A UTF-8 byte-order mark (some Windows tools write one) is not part of the first record.
+    let bom = head.starts_with(b"\xEF\xBB\xBF");
+    if bom {
+        head.drain(..3);
+    }
     let framing = sniff(&head);
+    if let (InputSpec::File(p), false, Framing::Lines, true) = (spec, gzip, framing, opts.mmap) {
+        if size.is_some_and(|s| s >= MMAP_MIN) {
+            // Map from the start again: the head read above was only for sniffing.
+            let f = File::open(p).map_err(err)?;
+            let len = f.metadata().map_err(err)?.len();
+            return Ok(Opened {
+                chunks: Box::new(
+                    MappedLineChunker::new(f, len, opts.chunk_size, opts.max_record)
+                        .starting_at(if bom { 3 } else { 0 }),
+                ),
+                gzip,
+                framing,
+                size,
+            });
+        }
+    }
     let chunks: Box<dyn Iterator<Item = io::Result<Chunk>> + Send> = match framing {
-        Framing::Lines => Box::new(LineChunker::new(reader, head, opts.chunk_size, opts.max_record)),
-        Framing::Values => Box::new(ValueChunker::new(reader, head, opts.chunk_size, opts.max_record)),
+        Framing::Lines => Box::new(LineChunker::new(
+            reader,
+            head,
+            opts.chunk_size,
+            opts.max_record,
+        )),
+        Framing::Values => Box::new(ValueChunker::new(
+            reader,
+            head,
+            opts.chunk_size,
+            opts.max_record,
+        )),
     };
     Ok(Opened {
         chunks,

@@ -10,9 +10,14 @@
 pub mod event;
 pub mod framing;
 pub mod input;
+pub mod needle;
 pub mod scan;
 
-pub use event::{parse_record, Text, Event, ObjectRef, Record, RecordError, ResponseStatus, UserInfo};
+pub use event::{
+    parse_head, parse_record, Event, EventHead, ObjectRef, Record, RecordError, ResponseStatus,
+    Text, UserInfo,
+};
 pub use framing::{Chunk, ChunkKind, Framing};
 pub use input::{expand, open, InputError, InputSpec, Opened, ReadOptions};
+pub use needle::LineNeedle;
 pub use scan::{run_ordered, visit_lines, LineIssue, LineStats};

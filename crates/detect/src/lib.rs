@@ -1,1 +1,18 @@
-//! stub
+//! kubeward's detections.
+//!
+//! - [`clusterrole_pod_write`]: the rule `clusterrole-pod-write`, built on the `rbac` crate's
+//!   single definition of pod write.
+//! - [`alert`]: the alert model.
+//! - [`explain`]: the words and commands in an alert.
+//! - [`suppress`]: built-in and user suppressions (YAML config).
+//! - [`engine`]: per-chunk work and the in-order collector.
+
+pub mod alert;
+pub mod clusterrole_pod_write;
+pub mod engine;
+pub mod explain;
+pub mod suppress;
+
+pub use alert::{Alert, Severity};
+pub use engine::{ChunkReport, Collector, Engine, EngineOptions, Output, Tally};
+pub use suppress::{Config, ConfigError, Suppressions};

@@ -80,7 +80,12 @@ impl PodWriteOptions {
     /// The options for a cluster of this version (`None`: unknown, assume the older behaviour).
     pub fn for_version(v: Option<KubeVersion>) -> Self {
         let exec_via_get = match v {
-            Some(v) => v < KubeVersion { major: 1, minor: 35 },
+            Some(v) => {
+                v < KubeVersion {
+                    major: 1,
+                    minor: 35,
+                }
+            }
             None => true,
         };
         PodWriteOptions { exec_via_get }
@@ -208,7 +213,11 @@ impl PodWriteGrant {
 }
 
 /// Every pod write request that `rule` authorizes (empty: the rule grants no pod write).
-pub fn pod_write_grants(rule: &PolicyRule, rule_index: usize, opts: PodWriteOptions) -> Vec<PodWriteGrant> {
+pub fn pod_write_grants(
+    rule: &PolicyRule,
+    rule_index: usize,
+    opts: PodWriteOptions,
+) -> Vec<PodWriteGrant> {
     let mut out = Vec::new();
     // Cheap exits first: most rules of most roles are about other groups or read-only verbs.
     if !rule.api_groups.iter().any(|g| g.is_empty() || g == "*") || rule.verbs.is_empty() {
@@ -221,7 +230,9 @@ pub fn pod_write_grants(rule: &PolicyRule, rule_index: usize, opts: PodWriteOpti
         .iter()
         .filter_map(|r| r.strip_prefix("pods/"))
         .filter(|s| !s.is_empty() && *s != "*" && !POD_SUBRESOURCES.contains(s));
-    let subs = std::iter::once("").chain(POD_SUBRESOURCES.iter().copied()).chain(literal_subs);
+    let subs = std::iter::once("")
+        .chain(POD_SUBRESOURCES.iter().copied())
+        .chain(literal_subs);
     for sub in subs {
         for &verb in WRITE_VERBS.iter().chain(std::iter::once(&"get")) {
             if verb == "get" && !(opts.exec_via_get && GET_UPGRADE_SUBRESOURCES.contains(&sub)) {
@@ -258,7 +269,11 @@ pub fn pod_write_grants(rule: &PolicyRule, rule_index: usize, opts: PodWriteOpti
             out.push(PodWriteGrant {
                 rule_index,
                 verb,
-                resource: if sub.is_empty() { "pods".into() } else { format!("pods/{sub}") },
+                resource: if sub.is_empty() {
+                    "pods".into()
+                } else {
+                    format!("pods/{sub}")
+                },
                 resource_names,
                 capability: Capability::of(verb, sub),
             });
@@ -300,19 +315,34 @@ mod tests {
         }
     }
 
-    fn caps(r: &PolicyRule, opts: PodWriteOptions) -> Vec<(String, &'static str, Capability, bool)> {
+    fn caps(
+        r: &PolicyRule,
+        opts: PodWriteOptions,
+    ) -> Vec<(String, &'static str, Capability, bool)> {
         pod_write_grants(r, 0, opts)
             .into_iter()
-            .map(|g| (g.resource.clone(), g.verb, g.capability.clone(), g.narrowed()))
+            .map(|g| {
+                (
+                    g.resource.clone(),
+                    g.verb,
+                    g.capability.clone(),
+                    g.narrowed(),
+                )
+            })
             .collect()
     }
 
     const OLD: PodWriteOptions = PodWriteOptions { exec_via_get: true };
-    const NEW: PodWriteOptions = PodWriteOptions { exec_via_get: false };
+    const NEW: PodWriteOptions = PodWriteOptions {
+        exec_via_get: false,
+    };
 
     #[test]
     fn write_verbs_on_pods() {
-        let g = caps(&rule(&[""], &["pods"], &["get", "list", "create", "delete"], &[]), OLD);
+        let g = caps(
+            &rule(&[""], &["pods"], &["get", "list", "create", "delete"], &[]),
+            OLD,
+        );
         assert_eq!(
             g,
             vec![
@@ -320,9 +350,24 @@ mod tests {
                 ("pods".into(), "delete", Capability::DeletePods, false),
             ]
         );
-        let g = caps(&rule(&[""], &["pods"], &["update", "patch", "deletecollection"], &[]), OLD);
+        let g = caps(
+            &rule(
+                &[""],
+                &["pods"],
+                &["update", "patch", "deletecollection"],
+                &[],
+            ),
+            OLD,
+        );
         let c: Vec<_> = g.iter().map(|x| x.2.clone()).collect();
-        assert_eq!(c, vec![Capability::ModifyPods, Capability::ModifyPods, Capability::DeleteAllPods]);
+        assert_eq!(
+            c,
+            vec![
+                Capability::ModifyPods,
+                Capability::ModifyPods,
+                Capability::DeleteAllPods
+            ]
+        );
     }
 
     #[test]
@@ -349,16 +394,38 @@ mod tests {
     #[test]
     fn subresources_and_star_sub() {
         let g = caps(&rule(&[""], &["pods/exec"], &["create"], &[]), OLD);
-        assert_eq!(g, vec![("pods/exec".into(), "create", Capability::Exec, false)]);
+        assert_eq!(
+            g,
+            vec![("pods/exec".into(), "create", Capability::Exec, false)]
+        );
         let g = caps(&rule(&[""], &["*/exec"], &["create"], &[]), OLD);
-        assert_eq!(g, vec![("pods/exec".into(), "create", Capability::Exec, false)]);
-        let g = caps(&rule(&[""], &["pods/ephemeralcontainers"], &["patch", "update"], &[]), OLD);
+        assert_eq!(
+            g,
+            vec![("pods/exec".into(), "create", Capability::Exec, false)]
+        );
+        let g = caps(
+            &rule(
+                &[""],
+                &["pods/ephemeralcontainers"],
+                &["patch", "update"],
+                &[],
+            ),
+            OLD,
+        );
         assert_eq!(g.len(), 2);
         assert!(g.iter().all(|x| x.2 == Capability::DebugContainers));
         let g = caps(&rule(&[""], &["pods/eviction"], &["create"], &[]), OLD);
         assert_eq!(g[0].2, Capability::Evict);
         let g = caps(&rule(&[""], &["pods/finalizers"], &["update"], &[]), OLD);
-        assert_eq!(g, vec![("pods/finalizers".into(), "update", Capability::OtherSubresource("finalizers".into()), false)]);
+        assert_eq!(
+            g,
+            vec![(
+                "pods/finalizers".into(),
+                "update",
+                Capability::OtherSubresource("finalizers".into()),
+                false
+            )]
+        );
         // `*/finalizers` is not a subresource pods serve.
         assert!(caps(&rule(&[""], &["*/finalizers"], &["update"], &[]), OLD).is_empty());
     }
@@ -366,12 +433,22 @@ mod tests {
     #[test]
     fn get_on_exec_depends_on_version() {
         let r = rule(&[""], &["pods/exec"], &["get"], &[]);
-        assert_eq!(caps(&r, OLD), vec![("pods/exec".into(), "get", Capability::Exec, false)]);
+        assert_eq!(
+            caps(&r, OLD),
+            vec![("pods/exec".into(), "get", Capability::Exec, false)]
+        );
         assert!(caps(&r, NEW).is_empty());
         // "read everything" in core: exec, attach and port-forward before 1.35.
         let r = rule(&[""], &["*"], &["get", "list"], &[]);
         let c: Vec<_> = caps(&r, OLD).into_iter().map(|x| x.2).collect();
-        assert_eq!(c, vec![Capability::Exec, Capability::Attach, Capability::PortForward]);
+        assert_eq!(
+            c,
+            vec![
+                Capability::Exec,
+                Capability::Attach,
+                Capability::PortForward
+            ]
+        );
         assert!(caps(&r, NEW).is_empty());
         // get on pods/log is never a write.
         assert!(caps(&rule(&[""], &["pods/log"], &["get"], &[]), OLD).is_empty());
@@ -379,9 +456,17 @@ mod tests {
 
     #[test]
     fn resource_names_narrow() {
-        let r = rule(&[""], &["pods"], &["create", "update", "deletecollection"], &["debug-shell"]);
+        let r = rule(
+            &[""],
+            &["pods"],
+            &["create", "update", "deletecollection"],
+            &["debug-shell"],
+        );
         let g = caps(&r, OLD);
-        assert_eq!(g, vec![("pods".into(), "update", Capability::ModifyPods, true)]);
+        assert_eq!(
+            g,
+            vec![("pods".into(), "update", Capability::ModifyPods, true)]
+        );
         let r = rule(&[""], &["pods/exec"], &["create"], &["web-0"]);
         let g = pod_write_grants(&r, 3, OLD);
         assert_eq!(g.len(), 1);
@@ -401,9 +486,27 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(KubeVersion::parse("1.35"), Some(KubeVersion { major: 1, minor: 35 }));
-        assert_eq!(KubeVersion::parse("v1.29.4-eks-1"), Some(KubeVersion { major: 1, minor: 29 }));
-        assert_eq!(KubeVersion::parse("1.29+"), Some(KubeVersion { major: 1, minor: 29 }));
+        assert_eq!(
+            KubeVersion::parse("1.35"),
+            Some(KubeVersion {
+                major: 1,
+                minor: 35
+            })
+        );
+        assert_eq!(
+            KubeVersion::parse("v1.29.4-eks-1"),
+            Some(KubeVersion {
+                major: 1,
+                minor: 29
+            })
+        );
+        assert_eq!(
+            KubeVersion::parse("1.29+"),
+            Some(KubeVersion {
+                major: 1,
+                minor: 29
+            })
+        );
         assert_eq!(KubeVersion::parse("banana"), None);
         assert!(PodWriteOptions::for_version(KubeVersion::parse("1.34")).exec_via_get);
         assert!(!PodWriteOptions::for_version(KubeVersion::parse("1.35")).exec_via_get);

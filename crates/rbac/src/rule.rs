@@ -20,13 +20,25 @@ pub struct PolicyRule {
     #[serde(default, deserialize_with = "nullable_list")]
     pub verbs: Vec<String>,
     /// API groups; `""` is the core group.
-    #[serde(default, deserialize_with = "nullable_list", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub api_groups: Vec<String>,
     /// Resources, optionally `resource/subresource`, `*` or `*/subresource`.
-    #[serde(default, deserialize_with = "nullable_list", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub resources: Vec<String>,
     /// When not empty, the rule applies only to objects with these names.
-    #[serde(default, deserialize_with = "nullable_list", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "nullable_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub resource_names: Vec<String>,
     /// Non-resource URL paths (`/healthz`, `/api/*`).
     #[serde(
@@ -158,7 +170,13 @@ mod tests {
         }
     }
 
-    fn res<'a>(verb: &'a str, group: &'a str, r: &'a str, sub: &'a str, name: &'a str) -> Request<'a> {
+    fn res<'a>(
+        verb: &'a str,
+        group: &'a str,
+        r: &'a str,
+        sub: &'a str,
+        name: &'a str,
+    ) -> Request<'a> {
         Request::Resource {
             verb,
             api_group: group,
@@ -172,26 +190,106 @@ mod tests {
     fn table() {
         // (rule, request, allowed)
         let cases: Vec<(PolicyRule, Request, bool)> = vec![
-            (rule(&[""], &["pods"], &["create"], &[]), res("create", "", "pods", "", ""), true),
-            (rule(&[""], &["pods"], &["create"], &[]), res("update", "", "pods", "", "p"), false),
-            (rule(&[""], &["pods"], &["update"], &[]), res("patch", "", "pods", "", "p"), false),
-            (rule(&[""], &["pods"], &["*"], &[]), res("patch", "", "pods", "", "p"), true),
-            (rule(&["*"], &["pods"], &["get"], &[]), res("get", "apps", "pods", "", "p"), true),
-            (rule(&["metrics.k8s.io"], &["pods"], &["*"], &[]), res("get", "", "pods", "", "p"), false),
-            (rule(&[""], &["Pods"], &["create"], &[]), res("create", "", "pods", "", ""), false),
-            (rule(&[""], &["pods"], &["CREATE"], &[]), res("create", "", "pods", "", ""), false),
-            (rule(&[""], &["pods"], &["create"], &[]), res("create", "", "pods", "exec", "p"), false),
-            (rule(&[""], &["pods/*"], &["create"], &[]), res("create", "", "pods", "exec", "p"), false),
-            (rule(&[""], &["pods/*"], &["create"], &[]), res("create", "", "pods", "*", "p"), true),
-            (rule(&[""], &["*/exec"], &["create"], &[]), res("create", "", "pods", "exec", "p"), true),
-            (rule(&[""], &["*/exec"], &["create"], &[]), res("create", "", "pods", "", ""), false),
-            (rule(&[""], &["*/exec"], &["create"], &[]), res("create", "", "pods", "attach", "p"), false),
-            (rule(&[""], &["*"], &["create"], &[]), res("create", "", "pods", "exec", "p"), true),
-            (rule(&[""], &["pods"], &["create"], &["a"]), res("create", "", "pods", "", ""), false),
-            (rule(&[""], &["pods"], &["delete"], &["a"]), res("delete", "", "pods", "", "a"), true),
-            (rule(&[""], &["pods"], &["delete"], &["a"]), res("delete", "", "pods", "", "b"), false),
-            (rule(&[], &["pods"], &["*"], &[]), res("create", "", "pods", "", ""), false),
-            (rule(&[""], &["pods"], &[], &[]), res("create", "", "pods", "", ""), false),
+            (
+                rule(&[""], &["pods"], &["create"], &[]),
+                res("create", "", "pods", "", ""),
+                true,
+            ),
+            (
+                rule(&[""], &["pods"], &["create"], &[]),
+                res("update", "", "pods", "", "p"),
+                false,
+            ),
+            (
+                rule(&[""], &["pods"], &["update"], &[]),
+                res("patch", "", "pods", "", "p"),
+                false,
+            ),
+            (
+                rule(&[""], &["pods"], &["*"], &[]),
+                res("patch", "", "pods", "", "p"),
+                true,
+            ),
+            (
+                rule(&["*"], &["pods"], &["get"], &[]),
+                res("get", "apps", "pods", "", "p"),
+                true,
+            ),
+            (
+                rule(&["metrics.k8s.io"], &["pods"], &["*"], &[]),
+                res("get", "", "pods", "", "p"),
+                false,
+            ),
+            (
+                rule(&[""], &["Pods"], &["create"], &[]),
+                res("create", "", "pods", "", ""),
+                false,
+            ),
+            (
+                rule(&[""], &["pods"], &["CREATE"], &[]),
+                res("create", "", "pods", "", ""),
+                false,
+            ),
+            (
+                rule(&[""], &["pods"], &["create"], &[]),
+                res("create", "", "pods", "exec", "p"),
+                false,
+            ),
+            (
+                rule(&[""], &["pods/*"], &["create"], &[]),
+                res("create", "", "pods", "exec", "p"),
+                false,
+            ),
+            (
+                rule(&[""], &["pods/*"], &["create"], &[]),
+                res("create", "", "pods", "*", "p"),
+                true,
+            ),
+            (
+                rule(&[""], &["*/exec"], &["create"], &[]),
+                res("create", "", "pods", "exec", "p"),
+                true,
+            ),
+            (
+                rule(&[""], &["*/exec"], &["create"], &[]),
+                res("create", "", "pods", "", ""),
+                false,
+            ),
+            (
+                rule(&[""], &["*/exec"], &["create"], &[]),
+                res("create", "", "pods", "attach", "p"),
+                false,
+            ),
+            (
+                rule(&[""], &["*"], &["create"], &[]),
+                res("create", "", "pods", "exec", "p"),
+                true,
+            ),
+            (
+                rule(&[""], &["pods"], &["create"], &["a"]),
+                res("create", "", "pods", "", ""),
+                false,
+            ),
+            (
+                rule(&[""], &["pods"], &["delete"], &["a"]),
+                res("delete", "", "pods", "", "a"),
+                true,
+            ),
+            (
+                rule(&[""], &["pods"], &["delete"], &["a"]),
+                res("delete", "", "pods", "", "b"),
+                false,
+            ),
+            (
+                rule(&[], &["pods"], &["*"], &[]),
+                res("create", "", "pods", "", ""),
+                false,
+            ),
+            (
+                rule(&[""], &["pods"], &[], &[]),
+                res("create", "", "pods", "", ""),
+                false,
+            ),
         ];
         for (i, (r, q, want)) in cases.iter().enumerate() {
             assert_eq!(rule_allows(r, q), *want, "case {i}: {r:?} {q:?}");
@@ -202,14 +300,26 @@ mod tests {
     fn non_resource_urls() {
         let mut r = rule(&[], &[], &["get"], &[]);
         r.non_resource_urls = vec!["/apis/*".into(), "/healthz".into(), "/x**".into()];
-        let nr = |p| Request::NonResource { verb: "get", path: p };
+        let nr = |p| Request::NonResource {
+            verb: "get",
+            path: p,
+        };
         assert!(rule_allows(&r, &nr("/apis/apps/v1")));
         assert!(rule_allows(&r, &nr("/apis/")));
         assert!(!rule_allows(&r, &nr("/apis")));
         assert!(rule_allows(&r, &nr("/healthz")));
         assert!(!rule_allows(&r, &nr("/healthz/ready")));
-        assert!(rule_allows(&r, &nr("/xyz")), "TrimRight drops every trailing *");
-        assert!(!rule_allows(&r, &Request::NonResource { verb: "post", path: "/healthz" }));
+        assert!(
+            rule_allows(&r, &nr("/xyz")),
+            "TrimRight drops every trailing *"
+        );
+        assert!(!rule_allows(
+            &r,
+            &Request::NonResource {
+                verb: "post",
+                path: "/healthz"
+            }
+        ));
         // A URL rule never allows a resource request.
         assert!(!rule_allows(&r, &res("get", "", "pods", "", "p")));
     }

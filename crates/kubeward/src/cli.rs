@@ -1,0 +1,168 @@
+//! Command-line interface.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Kubernetes audit-log detection: who changed RBAC in your clusters, and what it means.
+#[derive(Parser, Debug)]
+#[command(name = "kubeward", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Find ClusterRoles given write on pods in API server audit logs.
+    #[command(long_about = DETECT_ABOUT, after_help = DETECT_AFTER)]
+    Detect(DetectArgs),
+}
+
+const DETECT_ABOUT: &str = "\
+Find every successful create, update or patch of a ClusterRole whose rules grant write on pods
+(create, modify, delete, exec into, attach to, debug, evict, bind, proxy to pods), judged one
+PolicyRule at a time with Kubernetes' own RBAC matching. Failed, dry-run and incomplete requests
+never alert.
+
+Input: audit.k8s.io/v1 (or v1beta1) Events or EventLists, one per line (the log backend's
+format, or saved webhook batches), or one JSON document / array of Events spread over lines.
+Gzip files (also multi-member: rotated logs) are read as such whatever their name.";
+
+const DETECT_AFTER: &str = "\
+Examples:
+  kubeward detect /var/log/kubernetes/audit/           every file in the directory, in name order
+  kubeward detect audit.log audit-2026-11-27.log.gz    plain and rotated (gzip) logs
+  kubectl logs ... | kubeward detect -                 standard input
+  kubeward detect --format json audit.log | jq -r '.role'
+  kubeward detect --exit-code 1 --cluster prod audit.log   fail a CI job on any alert
+
+Every line is accounted for. Lines that cannot hold a ClusterRole write (no `clusterroles`, or
+no create/update/patch verb) are skipped unparsed and counted in the summary; every other line
+is parsed, and a malformed one is reported on stderr as PATH:LINE: reason and skipped.
+--no-prefilter parses (and so checks) every line. A summary line on stderr ends every run.
+
+Exit status: 0 when the run completed (alerts or not; see --exit-code), 2 on an error (an
+unreadable input, a read error part-way, a bad config).";
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A readable block per alert.
+    Text,
+    /// One JSON object per alert per line.
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Colour when stdout is a terminal.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    /// Audit log files or directories; `-` (or nothing) reads standard input.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
+
+    /// Output format [default: text on a terminal, json otherwise].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// When to colour text output.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+
+    /// Label every alert with this cluster name.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// The cluster's Kubernetes version (e.g. 1.34). From 1.35 on, `get` on pods/exec,
+    /// pods/attach and pods/portforward no longer opens a stream, so it stops counting as pod
+    /// write. Unknown (the default) assumes an older cluster.
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
+
+    /// YAML config file with suppressions (see README: user, group and role globs).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Also print suppressed alerts (they carry `suppressed_by`). They are always counted.
+    #[arg(long)]
+    pub show_suppressed: bool,
+
+    /// Exit with this status when at least one alert was printed (for CI).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    pub exit_code: Option<u8>,
+
+    /// Longest line (or JSON document) read; longer ones are reported and skipped. Accepts
+    /// K, M, G suffixes (powers of 1024).
+    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_size)]
+    pub max_line_bytes: usize,
+
+    /// Parse every line instead of skipping, unparsed, the lines that do not contain
+    /// `clusterroles` (for logs that a pipeline re-encoded, e.g. with \u escapes).
+    #[arg(long)]
+    pub no_prefilter: bool,
+
+    /// Read files through a buffer instead of memory-mapping them (for logs that another
+    /// process truncates in place, e.g. logrotate's copytruncate).
+    #[arg(long)]
+    pub no_mmap: bool,
+
+    /// Worker threads [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// No summary line and no progress bar on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: usize = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'B' => 1,
+                _ => return Err(format!("unknown size suffix in {s:?} (use K, M or G)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 1048576, 512K, 64M)"))?;
+    n.checked_mul(mult)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,17 @@
+//! Black-box tests of `kubeward detect`: the binary is run as a user would run it.
+//!
+//! One test target with themed modules (as ripgrep does), so the binary is linked once.
+
+#[path = "cli/util.rs"]
+mod util;
+
+#[path = "cli/corpus.rs"]
+mod corpus;
+#[path = "cli/inputs.rs"]
+mod inputs;
+#[path = "cli/output.rs"]
+mod output;
+#[path = "cli/suppressions.rs"]
+mod suppressions;
+#[path = "cli/verdicts.rs"]
+mod verdicts;
