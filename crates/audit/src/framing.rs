@@ -421,6 +421,10 @@ pub struct ValueChunker<R> {
     esc: bool,
     outer_array: Option<bool>,
     line: u64,
+    /// Lines already accounted to emitted chunks.
+    emitted_line: u64,
+    /// The last byte seen, to count a last line that has no newline.
+    last: Option<u8>,
     cur: Option<Cur>,
 }
 
@@ -446,6 +450,8 @@ impl<R: Read> ValueChunker<R> {
             esc: false,
             outer_array: None,
             line: 0,
+            emitted_line: 0,
+            last: None,
             cur: None,
         }
     }
@@ -454,7 +460,9 @@ impl<R: Read> ValueChunker<R> {
         let mut out = Vec::with_capacity(self.chunk_size);
         let mut records = Vec::new();
         let mut oversize = Vec::new();
-        let first_line = self.line;
+        // A value still open at the end of the previous chunk is reported in this one, so its
+        // lines were held back for this chunk.
+        let first_line = self.emitted_line;
         let mut scratch = vec![0u8; 64 * 1024];
         loop {
             let data = if !self.pending.is_empty() {
@@ -473,8 +481,13 @@ impl<R: Read> ValueChunker<R> {
                 if let Some(cur) = self.cur.take() {
                     self.finish(cur, &mut out, &mut records, &mut oversize, first_line);
                 }
+                if self.last.is_some_and(|b| b != b'\n') {
+                    self.line += 1;
+                    self.last = Some(b'\n');
+                }
                 break;
             }
+            self.last = data.last().copied().or(self.last);
             for &b in &data {
                 self.step(b, &mut out, &mut records, &mut oversize, first_line);
             }
@@ -482,9 +495,11 @@ impl<R: Read> ValueChunker<R> {
                 break;
             }
         }
-        if records.is_empty() && oversize.is_empty() && self.eof && self.line == first_line {
+        let upto = self.cur.as_ref().map_or(self.line, |c| c.start_line);
+        if records.is_empty() && oversize.is_empty() && self.eof && upto == first_line {
             return Ok(None);
         }
+        self.emitted_line = upto;
         let len = out.len();
         let c = Chunk {
             seq: self.seq,
@@ -494,7 +509,7 @@ impl<R: Read> ValueChunker<R> {
             pool: None,
             kind: ChunkKind::Values {
                 records,
-                lines: self.line - first_line,
+                lines: upto - first_line,
                 oversize,
             },
         };

@@ -266,14 +266,6 @@ fn arb_input() -> impl Strategy<Value = Bytes> {
     arb_input_vec(60_000..140_000).prop_map(Bytes)
 }
 
-/// Inputs whose lines are all shorter than the chunkers' 64 KiB read size.
-///
-/// The line chunker's known bugs (see the ignored tests below) need a line that no 64 KiB read
-/// can get past; the properties that must pass today use these.
-fn arb_input_short_lines() -> impl Strategy<Value = Bytes> {
-    arb_input_vec(1_000..60_000).prop_map(Bytes)
-}
-
 fn arb_input_vec(long: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
     let alphabet = prop::sample::select(&b"\n\n\nx{}\"\\[], \r:"[..]);
     prop_oneof![
@@ -436,39 +428,18 @@ fn check_value_chunks(
     Ok(lines)
 }
 
-fn newlines(input: &[u8]) -> u64 {
-    input.iter().filter(|&&b| b == b'\n').count() as u64
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(384))]
 
     #[test]
-    fn line_chunker_accounts_for_every_line(
-        (input, cap) in prop_oneof![(arb_input_short_lines(), arb_cap()), (arb_input(), Just(1usize << 20))],
-        chunk in 0usize..4096,
-    ) {
+    fn line_chunker_accounts_for_every_line(input in arb_input(), chunk in 0usize..4096, cap in arb_cap()) {
         let counted = check_line_chunks(&input, LineChunker::new(&input[..], Vec::new(), chunk, cap), cap)?;
         prop_assert_eq!(counted, expected_lines(&input));
     }
 
-    /// The sniffed head handed to the chunker is part of the input like any other bytes (a head
-    /// that holds a newline and is followed by an over-the-cap read is a known bug, below).
+    /// The sniffed head handed to the chunker is part of the input like any other bytes.
     #[test]
-    fn line_chunker_with_head(input in arb_input_short_lines(), split in any::<prop::sample::Index>(), chunk in 0usize..4096, cap in arb_cap()) {
-        let mut at = split.index(input.len() + 1);
-        if cap < input.len() {
-            at = at.min(memchr::memchr(b'\n', &input).unwrap_or(input.len()));
-        }
-        let chunks = LineChunker::new(&input[at..], input[..at].to_vec(), chunk, cap);
-        let counted = check_line_chunks(&input, chunks, cap)?;
-        prop_assert_eq!(counted, expected_lines(&input));
-    }
-
-    /// The full property: any input, any head, any cap. Fails today (see the repros below).
-    #[test]
-    #[ignore = "BUG: LineChunker swallows whole lines into an OversizeLine when its carry (the sniffed head, or the rest of skip_line's read) holds newlines"]
-    fn line_chunker_full(input in arb_input(), split in any::<prop::sample::Index>(), chunk in 0usize..4096, cap in arb_cap()) {
+    fn line_chunker_with_head(input in arb_input(), split in any::<prop::sample::Index>(), chunk in 0usize..4096, cap in arb_cap()) {
         let at = split.index(input.len() + 1);
         let chunks = LineChunker::new(&input[at..], input[..at].to_vec(), chunk, cap);
         let counted = check_line_chunks(&input, chunks, cap)?;
@@ -485,19 +456,18 @@ proptest! {
     }
 
     /// Chunks that never end inside a value (a chunk larger than the input, nothing over the
-    /// cap): no panic, every newline counted.
+    /// cap): no panic, every line counted.
     #[test]
     fn value_chunker_accounts_for_newlines(input in arb_input(), split in any::<prop::sample::Index>(), big_cap in any::<bool>()) {
         let at = split.index(input.len() + 1);
         let cap = if big_cap { 1 << 20 } else { input.len().max(1) };
         let lines = check_value_chunks(&input, at, input.len() + 1, cap)?;
-        prop_assert_eq!(lines, newlines(&input));
+        prop_assert_eq!(lines, expected_lines(&input));
     }
 
     /// The full property: small chunks, small caps, and the line count of the brief (a last
     /// line without a newline counts, as it does for JSON lines).
     #[test]
-    #[ignore = "BUG: ValueChunker underflows `cur.start_line - first_line` when a value spans a chunk end; and a last line without a newline is not counted"]
     fn value_chunker_full(input in arb_input(), split in any::<prop::sample::Index>(), chunk in 0usize..4096, cap in arb_cap()) {
         let at = split.index(input.len() + 1);
         let lines = check_value_chunks(&input, at, chunk, cap)?;
@@ -506,7 +476,8 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known bugs, minimal inputs
+// Line chunker regressions (found by the properties above; fixed in framing.rs), and the value
+// chunker's known bugs with minimal inputs
 // ---------------------------------------------------------------------------------------------
 
 fn line_chunk_summary(head: &[u8], rest: &[u8], cap: usize) -> Vec<String> {
@@ -522,16 +493,15 @@ fn line_chunk_summary(head: &[u8], rest: &[u8], cap: usize) -> Vec<String> {
 }
 
 /// After an over-the-cap line, `skip_line` keeps the rest of its 64 KiB read as the carry; the
-/// next chunk searches for newlines only after the carry, so when the following read has none
-/// (another long line) every line in the carry goes into the next `OversizeLine`.
+/// next chunk used to search for newlines only after the carry, so when the following read had
+/// none (another long line) every line in the carry went into the next `OversizeLine`.
 #[test]
-#[ignore = "BUG: LineChunker: short lines between two over-the-cap lines are lost (skip_line carry is not searched for newlines)"]
-fn line_chunker_loses_lines_between_two_long_lines() {
+fn line_chunker_keeps_lines_between_two_long_lines() {
     let mut input = vec![b'x'; 70_000];
     input.extend_from_slice(b"\n{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n");
     input.extend(vec![b'y'; 200_000]);
     input.push(b'\n');
-    // Today: [OversizeLine { bytes: 70000, lines: 1 }, OversizeLine { bytes: 200024, lines: 1 }]
+    // Was: [OversizeLine { bytes: 70000, lines: 1 }, OversizeLine { bytes: 200024, lines: 1 }]
     assert_eq!(
         line_chunk_summary(&[], &input, 1000),
         [
@@ -544,8 +514,7 @@ fn line_chunker_loses_lines_between_two_long_lines() {
 
 /// The same with the smallest input: three lines after a 64 KiB one, cap 0.
 #[test]
-#[ignore = "BUG: LineChunker: lines after an over-the-cap line are merged into one OversizeLine"]
-fn line_chunker_loses_lines_after_long_line_minimal() {
+fn line_chunker_keeps_lines_after_long_line_minimal() {
     let mut input = vec![b'x'; 65_536];
     input.extend_from_slice(b"\n\n\n");
     let counted =
@@ -554,36 +523,32 @@ fn line_chunker_loses_lines_after_long_line_minimal() {
 }
 
 /// `audit::open` hands the first 64 KiB (the sniffed head) to the chunker as its carry. The
-/// first chunk searches for newlines only in what it reads after the head, so a stream (stdin,
-/// gzip, a file under 1 MiB) whose head is longer than `--max-line-bytes` comes out as one
-/// `OversizeLine`: every event in it is skipped, although no line is over the cap.
+/// first chunk used to search for newlines only in what it read after the head, so a stream
+/// (stdin, gzip, a file under 1 MiB) whose head was longer than `--max-line-bytes` came out as
+/// one `OversizeLine`: every event in it skipped, although no line was over the cap.
 #[test]
-#[ignore = "BUG: LineChunker: a sniffed head with newlines, longer than the cap, is reported as one oversize line"]
-fn line_chunker_head_longer_than_cap_is_one_oversize_line() {
+fn line_chunker_head_longer_than_cap_keeps_its_lines() {
     let head = b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n";
-    // Today: [OversizeLine { bytes: 24, lines: 1 }]
+    // Was: [OversizeLine { bytes: 24, lines: 1 }]
     assert_eq!(line_chunk_summary(head, b"", 16), ["Lines(3 lines)"]);
 }
 
-/// A value that spans the end of a chunk and has a newline before it: `finish` computes
-/// `cur.start_line - first_line` with the start line from the previous chunk. Panics in debug
-/// builds; in release the wrapped relative line sorts the record after the others in the
-/// engine (the absolute line comes out right by wrapping back).
+/// A value that spans the end of a chunk and has a newline before it: its lines are held back
+/// for the chunk that reports it (this used to underflow), and the last line, which has no
+/// newline, counts.
 #[test]
-#[ignore = "BUG: ValueChunker: `attempt to subtract with overflow` in finish() for a value spanning a chunk boundary"]
 fn value_chunker_value_spanning_chunks() {
     let mut input = b"{\"a\":1}".repeat(200);
     input.extend_from_slice(b"{\n\"b\":\"");
     input.extend(vec![b'x'; 70_000]);
     input.extend_from_slice(b"\"}");
     let lines = check_value_chunks(&input, 0, 0, 1 << 20).unwrap();
-    assert_eq!(lines, 1);
+    assert_eq!(lines, expected_lines(&input));
+    assert_eq!(lines, 2);
 }
 
-/// Lines chunks count a last line without a newline; Values chunks do not, so the summary's
-/// line count is one short for a JSON document that does not end with a newline.
+/// Values chunks count a last line without a newline, as Lines chunks do.
 #[test]
-#[ignore = "BUG (minor): ValueChunker does not count a last line without a newline"]
 fn value_chunker_counts_last_line() {
     let input = b"{\"kind\":\"EventList\",\n\"items\":[]}";
     assert_eq!(check_value_chunks(input, 0, 0, 1 << 20).unwrap(), 2);
@@ -699,11 +664,7 @@ proptest! {
 
     /// Chunk by chunk, the visitor sees every line once (oversize lines are counted by the chunker).
     #[test]
-    fn chunked_visit_accounts_for_every_line(
-        (input, cap) in prop_oneof![(arb_input_short_lines(), arb_cap()), (arb_input(), Just(1usize << 20))],
-        prefilter in any::<bool>(),
-        chunk in 0usize..4096,
-    ) {
+    fn chunked_visit_accounts_for_every_line(input in arb_input(), prefilter in any::<bool>(), chunk in 0usize..4096, cap in arb_cap()) {
         let finder = LineNeedle::new(NEEDLE.as_bytes());
         let mut lines = 0u64;
         for c in LineChunker::new(&input[..], Vec::new(), chunk, cap) {

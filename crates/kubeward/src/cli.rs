@@ -16,6 +16,148 @@ pub enum Command {
     /// Find ClusterRoles given write on pods in API server audit logs.
     #[command(long_about = DETECT_ABOUT, after_help = DETECT_AFTER)]
     Detect(DetectArgs),
+    /// Ask an RBAC snapshot: which roles write pods, who can do what, who can change roles.
+    #[command(long_about = RBAC_ABOUT)]
+    Rbac(RbacArgs),
+}
+
+const RBAC_ABOUT: &str = "\
+Answer RBAC questions exactly as the API server's authorizer would, from snapshot files:
+what `kubectl get clusterroles,clusterrolebindings,roles,rolebindings -A -o yaml` (or -o json)
+writes, or manifests (multi-document YAML, JSON, List kinds; other kinds are skipped).
+
+Aggregated ClusterRoles (admin, edit, view, and any role with an aggregationRule) are resolved
+from their selectors, so roles stored with `rules: null` are judged by what they really grant.
+ClusterRoleBindings grant everywhere, RoleBindings only in their namespace and never on
+cluster-scoped resources; members of system:masters are allowed everything.";
+
+#[derive(Args, Debug)]
+pub struct RbacArgs {
+    #[command(subcommand)]
+    pub command: RbacCommand,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RbacFormat {
+    /// Readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+    /// A Graphviz graph (pod-writers, who-can).
+    Dot,
+}
+
+/// Where the snapshot comes from, and how to read it.
+#[derive(Args, Debug, Clone)]
+pub struct SnapshotArgs {
+    /// Snapshot files or directories (directories: every .yaml, .yml and .json file,
+    /// recursively); or --live.
+    #[arg(value_name = "SNAPSHOT")]
+    pub paths: Vec<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub opts: SnapshotOpts,
+}
+
+/// How to read a snapshot.
+#[derive(Args, Debug, Clone)]
+pub struct SnapshotOpts {
+    /// Read the four RBAC kinds from the cluster of the current kubeconfig instead of files
+    /// (needs list on clusterroles, clusterrolebindings, roles and rolebindings).
+    #[arg(long)]
+    pub live: bool,
+
+    /// Kubeconfig for --live [default: $KUBECONFIG, then ~/.kube/config].
+    #[arg(long, value_name = "FILE", requires = "live")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
+    /// Kubeconfig context for --live [default: the current context].
+    #[arg(long, value_name = "NAME", requires = "live")]
+    pub context: Option<String>,
+
+    /// Namespace for Roles and RoleBindings that carry none (manifests often leave it out).
+    #[arg(long, value_name = "NS")]
+    pub default_namespace: Option<String>,
+
+    /// The cluster's Kubernetes version; from 1.35 on, `get` on pods/exec no longer opens a
+    /// stream, so it stops counting as pod write.
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
+
+    /// No summary line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RbacCommand {
+    /// Every ClusterRole and Role that grants write on pods, how, and who holds it.
+    #[command(
+        after_help = "Example: kubeward rbac pod-writers snapshot.yaml --format json | jq -r '.name'"
+    )]
+    PodWriters {
+        #[command(flatten)]
+        snap: SnapshotArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RbacFormat::Text)]
+        format: RbacFormat,
+    },
+    /// Every subject allowed a request, through which binding and role, and where.
+    #[command(
+        override_usage = "kubeward rbac who-can VERB RESOURCE[/SUBRESOURCE] [OPTIONS] SNAPSHOT...\n       kubeward rbac who-can VERB --url PATH [OPTIONS] SNAPSHOT...",
+        after_help = "Examples:\n  kubeward rbac who-can create pods -A snapshot.yaml\n  kubeward rbac who-can create pods/exec -n prod snapshot.yaml\n  kubeward rbac who-can update clusterroles --api-group rbac.authorization.k8s.io snapshot.yaml\n  kubeward rbac who-can get --url /metrics snapshot.yaml\n\nWithout -n, namespaced resources are asked in every namespace."
+    )]
+    WhoCan {
+        /// VERB, then RESOURCE[/SUBRESOURCE] (unless --url), then SNAPSHOT paths.
+        #[arg(value_name = "ARGS", required = true)]
+        args: Vec<String>,
+        /// Ask about a non-resource URL instead (only ClusterRoleBindings grant these).
+        #[arg(long, value_name = "PATH")]
+        url: Option<String>,
+        /// API group of the resource ("" is core, the default).
+        #[arg(long, value_name = "GROUP")]
+        api_group: Option<String>,
+        /// Ask in one namespace.
+        #[arg(short = 'n', long, value_name = "NS")]
+        namespace: Option<String>,
+        /// Ask in every namespace (the default for namespaced resources).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Ask about one named object (name-restricted rules then count).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        opts: SnapshotOpts,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RbacFormat::Text)]
+        format: RbacFormat,
+    },
+    /// Who can create or change cluster roles, escalate, bind, impersonate or create bindings:
+    /// every path to granting oneself pod write.
+    RoleAdmins {
+        #[command(flatten)]
+        snap: SnapshotArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RbacFormat::Text)]
+        format: RbacFormat,
+    },
+    /// What one identity can do to pods, cluster-wide and per namespace.
+    #[command(
+        after_help = "Example: kubeward rbac check snapshot.yaml --as system:serviceaccount:ci:deployer"
+    )]
+    Check {
+        #[command(flatten)]
+        snap: SnapshotArgs,
+        /// The user name (service accounts: system:serviceaccount:NS:NAME).
+        #[arg(long = "as", value_name = "USER", required = true)]
+        r#as: String,
+        /// A group of the identity (repeatable); implicit groups are added.
+        #[arg(long = "as-group", value_name = "GROUP")]
+        as_group: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RbacFormat::Text)]
+        format: RbacFormat,
+    },
 }
 
 const DETECT_ABOUT: &str = "\

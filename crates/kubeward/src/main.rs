@@ -3,6 +3,7 @@
 mod cli;
 mod detect_cmd;
 mod print;
+mod rbac_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -11,10 +12,25 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Detect(args) => detect_cmd::run(args),
+        cli::Command::Rbac(args) => rbac_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            // A closed pipe (`| head`) is a reader that has seen enough, not a failure.
+            let broken_pipe = e.chain().any(|c| {
+                let kind = c
+                    .downcast_ref::<std::io::Error>()
+                    .map(std::io::Error::kind)
+                    .or_else(|| {
+                        c.downcast_ref::<serde_json::Error>()
+                            .and_then(serde_json::Error::io_error_kind)
+                    });
+                kind == Some(std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("kubeward: error: {e:#}");
             ExitCode::from(2)
         }

@@ -1,4 +1,4 @@
-//! Black-box tests of `kubeward detect`: the binary is run as a user would run it.
+//! Black-box tests of `kubeward detect` and `kubeward rbac`: the binary is run as a user would run it.
 //!
 //! One test target with themed modules (as ripgrep does), so the binary is linked once.
 
@@ -11,6 +11,8 @@ mod corpus;
 mod inputs;
 #[path = "cli/output.rs"]
 mod output;
+#[path = "cli/rbac.rs"]
+mod rbac;
 #[path = "cli/suppressions.rs"]
 mod suppressions;
 #[path = "cli/verdicts.rs"]

@@ -6,11 +6,17 @@
 //! `pkg/apis/rbac/v1/evaluation_helpers.go` ([`rule::rule_allows`]), so that a rule is judged
 //! exactly as the authorizer would judge it, one `PolicyRule` at a time.
 
+pub mod model;
+pub mod objects;
 pub mod podwrite;
 pub mod rule;
+pub mod snapshot;
 
+pub use model::{Grantee, Identity, Model, PodWriter, Question, Scope, Via};
+pub use objects::{Binding, BindingKind, Role, RoleKind, Subject};
 pub use podwrite::{
     pod_write_grants, role_pod_write, Capability, KubeVersion, PodWriteGrant, PodWriteOptions,
     POD_SUBRESOURCES,
 };
 pub use rule::{rule_allows, PolicyRule, Request};
+pub use snapshot::{LoadError, LoadOptions, Snapshot};

@@ -2,9 +2,10 @@
 //!
 //! A rule grants pod write when the authorizer ([`rule_allows`]) would let its holder make at
 //! least one *pod write request*: a write verb (`create`, `update`, `patch`, `delete`,
-//! `deletecollection`) on core-group `pods` or one of their subresources, or `get` on
-//! `pods/exec`, `pods/attach` or `pods/portforward` (a WebSocket upgrade is a GET, and before
-//! Kubernetes 1.35 the API server checked only `get` for it: kubernetes#134577).
+//! `deletecollection`) on core-group `pods`, a write verb that a pod subresource serves
+//! ([`SUBRESOURCE_VERBS`]: `create` on `pods/exec`, `update`/`patch` on `pods/status`, ...), or
+//! `get` on `pods/exec`, `pods/attach` or `pods/portforward` (a WebSocket upgrade is a GET,
+//! and before Kubernetes 1.35 the API server checked only `get` for it: kubernetes#134577).
 //!
 //! Instead of pattern-matching the rule's strings, each such request is put to the matcher.
 //! That is what makes the answer exact: `pods/*` matches no real subresource, `*/scale`
@@ -33,6 +34,32 @@ pub const WRITE_VERBS: &[&str] = &["create", "update", "patch", "delete", "delet
 
 /// Subresources reachable with `get` over a WebSocket upgrade.
 const GET_UPGRADE_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
+
+/// The write verbs the API server serves on each pod subresource: a rule allowing, say,
+/// `delete` on `pods/exec` lets its holder do nothing, so it is not a grant. Subresources not
+/// listed here (named literally in a rule, e.g. `pods/finalizers`) take every write verb.
+pub const SUBRESOURCE_VERBS: &[(&str, &[&str])] = &[
+    ("exec", &["create"]),
+    ("attach", &["create"]),
+    ("portforward", &["create"]),
+    ("proxy", &["create", "update", "patch", "delete"]),
+    ("ephemeralcontainers", &["update", "patch"]),
+    ("status", &["update", "patch"]),
+    ("eviction", &["create"]),
+    ("binding", &["create"]),
+    ("resize", &["update", "patch"]),
+];
+
+/// The write verbs that mean something on `pods` (`""`) or on a subresource.
+pub fn write_verbs_for(subresource: &str) -> &'static [&'static str] {
+    if subresource.is_empty() {
+        return WRITE_VERBS;
+    }
+    SUBRESOURCE_VERBS
+        .iter()
+        .find(|(s, _)| *s == subresource)
+        .map_or(WRITE_VERBS, |(_, v)| v)
+}
 
 /// A Kubernetes `major.minor` version, for the version-dependent parts of the definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -234,7 +261,7 @@ pub fn pod_write_grants(
         .chain(POD_SUBRESOURCES.iter().copied())
         .chain(literal_subs);
     for sub in subs {
-        for &verb in WRITE_VERBS.iter().chain(std::iter::once(&"get")) {
+        for &verb in write_verbs_for(sub).iter().chain(std::iter::once(&"get")) {
             if verb == "get" && !(opts.exec_via_get && GET_UPGRADE_SUBRESOURCES.contains(&sub)) {
                 continue;
             }
@@ -416,6 +443,22 @@ mod tests {
         assert!(g.iter().all(|x| x.2 == Capability::DebugContainers));
         let g = caps(&rule(&[""], &["pods/eviction"], &["create"], &[]), OLD);
         assert_eq!(g[0].2, Capability::Evict);
+        // Verbs a subresource does not serve grant nothing.
+        assert!(caps(
+            &rule(
+                &[""],
+                &["pods/exec", "pods/eviction"],
+                &["delete", "update"],
+                &[]
+            ),
+            OLD
+        )
+        .is_empty());
+        let g = caps(&rule(&[""], &["pods/proxy"], &["*"], &[]), NEW);
+        assert_eq!(
+            g.iter().map(|x| x.1).collect::<Vec<_>>(),
+            vec!["create", "update", "patch", "delete"]
+        );
         let g = caps(&rule(&[""], &["pods/finalizers"], &["update"], &[]), OLD);
         assert_eq!(
             g,
@@ -478,8 +521,10 @@ mod tests {
     fn wildcard_everything() {
         let r = rule(&["*"], &["*"], &["*"], &[]);
         let g = pod_write_grants(&r, 0, OLD);
-        // 5 verbs on pods, 5 on each of 9 subresources, plus get on 3.
-        assert_eq!(g.len(), 5 + 5 * 9 + 3);
+        // 5 verbs on pods, the served write verbs of the 9 subresources, plus get on 3.
+        let served: usize = SUBRESOURCE_VERBS.iter().map(|(_, v)| v.len()).sum();
+        assert_eq!(served, 15);
+        assert_eq!(g.len(), 5 + served + 3);
         assert!(is_wildcard_rule(&r));
         assert!(!is_wildcard_rule(&rule(&["apps"], &["*"], &["*"], &[])));
     }

@@ -5,8 +5,9 @@
 //!   `plugin/pkg/auth/authorizer/rbac/rbac.go`), on rules and requests drawn from small
 //!   alphabets full of edge cases so that near-misses are frequent.
 //! - `pod_write_grants` is non-empty exactly when a brute-force search over pod write requests
-//!   finds one the matcher allows, every grant it returns is allowed, and `role_pod_write` does
-//!   not depend on rule order.
+//!   finds one the matcher allows (a write verb the API server serves on `pods` or on the
+//!   subresource, or `get` on exec/attach/portforward before 1.35), every grant it returns is
+//!   allowed, and `role_pod_write` does not depend on rule order.
 
 use proptest::prelude::*;
 use rbac::{
@@ -259,8 +260,26 @@ fn candidate_subs(rule: &PolicyRule) -> Vec<String> {
     subs
 }
 
+/// The write verbs the API server serves on each pod subresource (from the pod REST storage:
+/// `connect` subresources take POST = `create`, proxy every method, status-like ones PUT and
+/// PATCH). A subresource not listed (named literally in a rule) is asked with every write verb.
+const SERVED: &[(&str, &[&str])] = &[
+    ("exec", &["create"]),
+    ("attach", &["create"]),
+    ("portforward", &["create"]),
+    ("proxy", &["create", "update", "patch", "delete"]),
+    ("ephemeralcontainers", &["update", "patch"]),
+    ("status", &["update", "patch"]),
+    ("eviction", &["create"]),
+    ("binding", &["create"]),
+    ("resize", &["update", "patch"]),
+];
+
 fn candidate_verbs(sub: &str, opts: PodWriteOptions) -> Vec<&'static str> {
-    let mut v = WRITE.to_vec();
+    let mut v = match SERVED.iter().find(|(s, _)| *s == sub) {
+        Some((_, verbs)) => verbs.to_vec(),
+        None => WRITE.to_vec(),
+    };
     if opts.exec_via_get && GET_STREAMS.contains(&sub) {
         v.push("get");
     }
@@ -411,7 +430,8 @@ proptest! {
                 r => r.strip_prefix("pods/").expect("resource is pods or pods/<sub>"),
             };
             prop_assert!(!sub.is_empty() || g.resource == "pods");
-            prop_assert!(WRITE.contains(&g.verb) || (g.verb == "get" && opts.exec_via_get && GET_STREAMS.contains(&sub)), "{:?}", g);
+            prop_assert!(candidate_verbs(sub, opts).contains(&g.verb), "{:?}", g);
+            prop_assert!(g.verb != "get" || (opts.exec_via_get && GET_STREAMS.contains(&sub)), "{:?}", g);
             if g.resource_names.is_empty() {
                 let name = if is_nameless(g.verb, sub) { "" } else { "any-pod" };
                 prop_assert!(rule_allows(&rule, &pod_req(g.verb, sub, name)), "rule {:?} grant {:?}", rule, g);
@@ -568,5 +588,14 @@ fn brute_force_sanity() {
         PodWriteOptions {
             exec_via_get: false
         }
+    ));
+    // Verbs a subresource does not serve grant nothing.
+    assert!(!brute_force_grants(
+        &rule(&[""], &["pods/exec"], &["update", "delete"], &[]),
+        o
+    ));
+    assert!(brute_force_grants(
+        &rule(&[""], &["pods/proxy"], &["delete"], &[]),
+        o
     ));
 }
