@@ -82,7 +82,11 @@ pub fn synthetic(roles: usize, bindings: usize) -> String {
     for i in 0..bindings {
         let cluster = i % 4 == 0;
         let role = r.next(roles as u64) as usize;
-        let role_kind = if role.is_multiple_of(5) { "Role" } else { "ClusterRole" };
+        let role_kind = if role.is_multiple_of(5) {
+            "Role"
+        } else {
+            "ClusterRole"
+        };
         if cluster && role_kind == "Role" {
             // ClusterRoleBindings can only name ClusterRoles.
             let _ = writeln!(y, "---\nkind: ClusterRoleBinding\nmetadata: {{name: crb-{i}}}\nroleRef: {{kind: ClusterRole, name: role-{}}}", role + 1);
@@ -158,10 +162,28 @@ fn bench(c: &mut Criterion) {
         o
     })
     .expect("synthetic YAML parses");
-    let json = serde_json::to_string(
-        &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs}),
-    )
-    .expect("serializes");
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
+    let json = serde_json::to_string(&list).expect("serializes");
+    // And as `kubectl get ... -o yaml` writes it: one List document.
+    let yaml_list = serde_saphyr::to_string(&list).expect("serializes");
+    g.bench_function("load_yaml_list+resolve+who_can_create_pods_-A", |b| {
+        b.iter(|| {
+            let mut s = Snapshot::default();
+            s.load_text(
+                "synthetic-list.yaml",
+                black_box(&yaml_list),
+                &LoadOptions::default(),
+            );
+            let m = Model::new(&s);
+            black_box(m.who_can(&q).len())
+        })
+    });
+    let mut check = Snapshot::default();
+    check.load_text("synthetic-list.yaml", &yaml_list, &LoadOptions::default());
+    assert_eq!(
+        (check.roles.len(), check.bindings.len(), check.errors.len()),
+        (5_000, 20_000, 0)
+    );
     g.bench_function("load_json+resolve+who_can_create_pods_-A", |b| {
         b.iter(|| {
             let mut s = Snapshot::default();

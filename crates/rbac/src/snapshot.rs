@@ -9,6 +9,7 @@ use crate::objects::{
     Binding, BindingKind, LabelSelector, Origin, Role, RoleKind, RoleRef, Subject,
 };
 use crate::rule::PolicyRule;
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,6 +116,16 @@ impl Snapshot {
         let trimmed = text.trim_start_matches('\u{feff}').trim_start();
         if trimmed.starts_with('{') || trimmed.starts_with('[') {
             // JSON: one value, or several back to back (`kubectl get -o json` for each kind).
+            // Typed first (fast); generic values only to pin down what is wrong.
+            let typed: Result<Vec<RawObj>, _> = serde_json::Deserializer::from_str(trimmed)
+                .into_iter::<RawObj>()
+                .collect();
+            if let Ok(objs) = typed {
+                for (doc, o) in objs.into_iter().enumerate() {
+                    self.add_document(o, file, doc, opts);
+                }
+                return;
+            }
             let mut stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
             let mut doc = 0;
             loop {
@@ -143,22 +154,17 @@ impl Snapshot {
         }
         // The whole stream in one parse is much faster than document by document; only when
         // it fails are documents parsed one at a time, to name the bad ones and keep the rest.
-        if let Ok(values) =
-            serde_saphyr::from_multiple_with_options::<Value>(text, yaml_options(text.len()))
-        {
+        // Typed objects, not generic values: most of a generic parse is allocating maps for
+        // fields nobody reads.
+        if let Ok(objs) = serde_saphyr::from_multiple_with_options::<Option<RawObj>>(
+            text,
+            yaml_options(text.len()),
+        ) {
             let non_empty = non_empty_documents(text);
-            let values: Vec<Value> = values.into_iter().filter(|v| !v.is_null()).collect();
-            if values.len() == non_empty.len() {
-                for (v, doc) in values.into_iter().zip(non_empty) {
-                    self.add_value(
-                        v,
-                        Origin {
-                            file: file.into(),
-                            document: doc,
-                            item: None,
-                        },
-                        opts,
-                    );
+            let objs: Vec<RawObj> = objs.into_iter().flatten().collect();
+            if objs.len() == non_empty.len() {
+                for (o, doc) in objs.into_iter().zip(non_empty) {
+                    self.add_document(o, file, doc, opts);
                 }
                 return;
             }
@@ -207,17 +213,56 @@ impl Snapshot {
     }
 
     fn add_object(&mut self, v: Value, origin: Origin, opts: &LoadOptions) {
-        let kind = v
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let res = match kind.as_str() {
-            "ClusterRole" | "Role" => {
-                parse_role(v, &kind, &origin, opts).map(|r| self.roles.push(r))
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+        if matches!(
+            kind,
+            "ClusterRole" | "Role" | "ClusterRoleBinding" | "RoleBinding"
+        ) {
+            match serde_json::from_value::<RawObj>(v) {
+                Ok(o) => self.add_raw(o, origin, opts),
+                Err(e) => self.errors.push(LoadError::Document {
+                    origin: origin.to_string(),
+                    message: e.to_string(),
+                }),
             }
+            return;
+        }
+        self.add_raw(
+            RawObj {
+                kind: Some(kind.to_string()),
+                ..Default::default()
+            },
+            origin,
+            opts,
+        );
+    }
+
+    /// One decoded document: an object, or the items of a List.
+    fn add_document(&mut self, o: RawObj, file: &str, doc: usize, opts: &LoadOptions) {
+        let origin = Origin {
+            file: file.into(),
+            document: doc,
+            item: None,
+        };
+        match o.items {
+            Some(items) if o.kind.as_deref().is_none_or(|k| k.ends_with("List")) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let origin = Origin {
+                        item: Some(i),
+                        ..origin.clone()
+                    };
+                    self.add_raw(item, origin, opts);
+                }
+            }
+            _ => self.add_raw(o, origin, opts),
+        }
+    }
+
+    fn add_raw(&mut self, o: RawObj, origin: Origin, opts: &LoadOptions) {
+        let res = match o.kind.as_deref().unwrap_or("") {
+            "ClusterRole" | "Role" => role_from(o, &origin, opts).map(|r| self.roles.push(r)),
             "ClusterRoleBinding" | "RoleBinding" => {
-                parse_binding(&v, &kind, &origin, opts).map(|b| self.bindings.push(b))
+                binding_from(o, &origin, opts).map(|b| self.bindings.push(b))
             }
             "" => Err("no kind".to_string()),
             other => {
@@ -343,32 +388,114 @@ pub fn split_yaml(text: &str) -> Vec<String> {
     docs
 }
 
-fn meta_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get("metadata")?.get(key)?.as_str()
+/// The fields of an object kubeward reads; everything else is skipped while parsing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawObj {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<RawMeta>,
+    #[serde(default)]
+    rules: Option<Vec<PolicyRule>>,
+    #[serde(default)]
+    aggregation_rule: Option<RawAggregation>,
+    #[serde(default)]
+    role_ref: Option<RawRoleRef>,
+    #[serde(default)]
+    subjects: Option<Vec<RawSubject>>,
+    #[serde(default)]
+    items: Option<Vec<RawObj>>,
 }
 
-fn labels(v: &Value) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Some(map) = v
-        .get("metadata")
-        .and_then(|m| m.get("labels"))
-        .and_then(Value::as_object)
-    {
-        for (k, val) in map {
-            // YAML may type an unquoted label value; Kubernetes stores strings.
-            let s = match val {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            out.insert(k.clone(), s);
+#[derive(Debug, Default, Deserialize)]
+struct RawMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, Scalar>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAggregation {
+    #[serde(default)]
+    cluster_role_selectors: Option<Vec<LabelSelector>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRoleRef {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawSubject {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+/// A label value. YAML may type an unquoted value (`true`, `1`); Kubernetes stores strings.
+#[derive(Debug, Default)]
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a label value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar(String::new()))
+            }
+            fn visit_none<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar(String::new()))
+            }
         }
+        d.deserialize_any(V)
     }
-    out
 }
 
-fn namespace_of(v: &Value, opts: &LoadOptions) -> Result<(String, bool), String> {
-    match meta_str(v, "namespace").filter(|s| !s.is_empty()) {
+fn name_of(o: &RawObj) -> Result<String, String> {
+    o.metadata
+        .as_ref()
+        .and_then(|m| m.name.clone())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| "no metadata.name".to_string())
+}
+
+fn namespace_of(o: &RawObj, opts: &LoadOptions) -> Result<(String, bool), String> {
+    match o
+        .metadata
+        .as_ref()
+        .and_then(|m| m.namespace.as_deref())
+        .filter(|s| !s.is_empty())
+    {
         Some(ns) => Ok((ns.to_string(), false)),
         None => match &opts.default_namespace {
             Some(ns) => Ok((ns.clone(), true)),
@@ -379,17 +506,9 @@ fn namespace_of(v: &Value, opts: &LoadOptions) -> Result<(String, bool), String>
     }
 }
 
-fn parse_role(
-    mut v: Value,
-    kind: &str,
-    origin: &Origin,
-    opts: &LoadOptions,
-) -> Result<Role, String> {
-    let name = meta_str(&v, "name")
-        .filter(|s| !s.is_empty())
-        .ok_or("no metadata.name")?
-        .to_string();
-    let kind = if kind == "ClusterRole" {
+fn role_from(o: RawObj, origin: &Origin, opts: &LoadOptions) -> Result<Role, String> {
+    let name = name_of(&o)?;
+    let kind = if o.kind.as_deref() == Some("ClusterRole") {
         RoleKind::ClusterRole
     } else {
         RoleKind::Role
@@ -397,50 +516,38 @@ fn parse_role(
     let (namespace, defaulted) = match kind {
         RoleKind::ClusterRole => (None, false),
         RoleKind::Role => {
-            let (ns, d) = namespace_of(&v, opts)?;
+            let (ns, d) = namespace_of(&o, opts)?;
             (Some(ns), d)
         }
     };
-    let rules: Vec<PolicyRule> = match v.get_mut("rules").map(Value::take) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(r) => {
-            serde_json::from_value(r).map_err(|e| format!("{kind} {name}: bad rules: {e}"))?
-        }
+    let aggregation = match kind {
+        RoleKind::ClusterRole => o
+            .aggregation_rule
+            .map(|a| a.cluster_role_selectors.unwrap_or_default()),
+        RoleKind::Role => None,
     };
-    let aggregation = match (kind, v.get("aggregationRule")) {
-        (RoleKind::ClusterRole, Some(a)) if !a.is_null() => {
-            let sels = a
-                .get("clusterRoleSelectors")
-                .cloned()
-                .unwrap_or(Value::Null);
-            let sels: Option<Vec<LabelSelector>> = serde_json::from_value(sels)
-                .map_err(|e| format!("{kind} {name}: bad aggregationRule: {e}"))?;
-            Some(sels.unwrap_or_default())
-        }
-        _ => None,
-    };
+    let labels = o
+        .metadata
+        .and_then(|m| m.labels)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
     Ok(Role {
         kind,
         name,
         namespace,
-        labels: labels(&v),
-        rules,
+        labels,
+        rules: o.rules.unwrap_or_default(),
         aggregation,
         origin: origin.clone(),
         defaulted_namespace: defaulted,
     })
 }
 
-fn parse_binding(
-    v: &Value,
-    kind: &str,
-    origin: &Origin,
-    opts: &LoadOptions,
-) -> Result<Binding, String> {
-    let name = meta_str(v, "name")
-        .filter(|s| !s.is_empty())
-        .ok_or("no metadata.name")?;
-    let kind = if kind == "ClusterRoleBinding" {
+fn binding_from(o: RawObj, origin: &Origin, opts: &LoadOptions) -> Result<Binding, String> {
+    let name = name_of(&o)?;
+    let kind = if o.kind.as_deref() == Some("ClusterRoleBinding") {
         BindingKind::ClusterRoleBinding
     } else {
         BindingKind::RoleBinding
@@ -448,24 +555,16 @@ fn parse_binding(
     let (namespace, defaulted) = match kind {
         BindingKind::ClusterRoleBinding => (None, false),
         BindingKind::RoleBinding => {
-            let (ns, d) = namespace_of(v, opts)?;
+            let (ns, d) = namespace_of(&o, opts)?;
             (Some(ns), d)
         }
     };
-    let rr = v
-        .get("roleRef")
+    let rr = o
+        .role_ref
         .ok_or_else(|| format!("{kind} {name}: no roleRef"))?;
     let role_ref = RoleRef {
-        kind: rr
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        name: rr
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
+        kind: rr.kind.unwrap_or_default(),
+        name: rr.name.unwrap_or_default(),
     };
     if role_ref.name.is_empty() || !matches!(role_ref.kind.as_str(), "ClusterRole" | "Role") {
         return Err(format!(
@@ -473,26 +572,19 @@ fn parse_binding(
         ));
     }
     let mut subjects = Vec::new();
-    for (i, s) in v
-        .get("subjects")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let get = |k| s.get(k).and_then(Value::as_str).map(str::to_string);
-        match (get("kind"), get("name")) {
+    for (i, s) in o.subjects.unwrap_or_default().into_iter().enumerate() {
+        match (s.kind, s.name) {
             (Some(k), Some(n)) => subjects.push(Subject {
                 kind: k,
                 name: n,
-                namespace: get("namespace").filter(|s| !s.is_empty()),
+                namespace: s.namespace.filter(|s| !s.is_empty()),
             }),
             _ => return Err(format!("{kind} {name}: subject {i} needs kind and name")),
         }
     }
     Ok(Binding {
         kind,
-        name: name.to_string(),
+        name,
         namespace,
         role_ref,
         subjects,
