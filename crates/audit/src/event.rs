@@ -51,6 +51,33 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// A struct field that must be a JSON object (or null). serde's derived structs also take
+/// arrays, field by field in order; no API server writes `objectRef` that way, and accepting it
+/// would let `["clusterroles"]` pass for a resource.
+fn object_only<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_unit<E>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Option<T>, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(V(std::marker::PhantomData))
+}
+
 /// Why a record is not an audit Event.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RecordError {
@@ -170,7 +197,7 @@ pub struct Event<'a> {
     #[serde(borrow, default)]
     pub user_agent: Option<Text<'a>>,
     /// The object of the request.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_only")]
     pub object_ref: Option<ObjectRef<'a>>,
     /// Outcome.
     #[serde(borrow, default)]
@@ -311,8 +338,8 @@ pub struct EventHead<'a> {
     /// The auditID.
     #[serde(rename = "auditID", borrow, default)]
     pub audit_id: Option<Text<'a>>,
-    /// The object reference (only resource and group are decoded).
-    #[serde(borrow, default)]
+    /// The object reference (only the resource is decoded).
+    #[serde(borrow, default, deserialize_with = "object_only")]
     pub object_ref: Option<HeadRef<'a>>,
     /// Whether the record has `items` (an EventList).
     #[serde(default)]
@@ -346,6 +373,7 @@ impl EventHead<'_> {
 /// Decodes only an [`EventHead`], checking that the record is a well-formed audit Event (or
 /// EventList).
 pub fn parse_head(bytes: &[u8]) -> Result<EventHead<'_>, RecordError> {
+    require_object(bytes)?;
     // from_slice checks UTF-8 only in the few strings it decodes: skipped values are scanned,
     // not validated as text, which is most of the saving on lines that are never looked at again.
     let h: EventHead = serde_json::from_slice(bytes).map_err(json_err)?;
@@ -361,6 +389,7 @@ pub fn parse_head(bytes: &[u8]) -> Result<EventHead<'_>, RecordError> {
 
 /// Parses one record (a line, or one JSON value of a whole-file document).
 pub fn parse_record(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
+    require_object(bytes)?;
     // One UTF-8 check for the whole line is cheaper than serde_json checking every string.
     let text =
         std::str::from_utf8(bytes).map_err(|e| RecordError::Json(format!("invalid UTF-8: {e}")))?;
@@ -387,7 +416,18 @@ pub fn parse_record(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
     Ok(Record::Event(Box::new(ev)))
 }
 
+/// serde's derived structs also read JSON arrays, field by field in order; an audit record is
+/// always an object.
+fn require_object(bytes: &[u8]) -> Result<(), RecordError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        Some(_) => Err(RecordError::NotAnEvent("not a JSON object".into())),
+        None => Err(RecordError::Json("empty record".into())),
+    }
+}
+
 fn parse_item(raw: &RawValue) -> Result<Event<'_>, RecordError> {
+    require_object(raw.get().as_bytes())?;
     let ev: Event = serde_json::from_str(raw.get()).map_err(json_err)?;
     if ev.items.is_some() {
         return Err(RecordError::NotAnEvent("nested EventList".into()));
@@ -410,7 +450,7 @@ fn check_event(ev: &Event) -> Result<(), RecordError> {
     )
 }
 
-fn check_fields(
+pub(crate) fn check_fields(
     kind: Option<&str>,
     api_version: Option<&str>,
     has_verb_or_id: bool,

@@ -324,6 +324,7 @@ impl MappedLineChunker {
             memmap2::MmapOptions::new()
                 .offset(aligned)
                 .len((end - aligned) as usize)
+                .populate()
                 .map(&self.file)?
         };
         Ok((m, (start - aligned) as usize))

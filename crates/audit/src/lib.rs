@@ -9,6 +9,7 @@
 
 pub mod event;
 pub mod framing;
+pub mod head;
 pub mod input;
 pub mod needle;
 pub mod scan;

@@ -31,9 +31,9 @@ pub struct RuleOptions {
 }
 
 /// Whether an event with this head could alert (verb and resource only; the full event decides).
-pub fn head_may_match(h: &audit::EventHead) -> bool {
+pub fn head_may_match(h: &audit::head::Head) -> bool {
     matches!(h.verb.as_deref(), Some("create" | "update" | "patch"))
-        && h.resource() == "clusterroles"
+        && h.resource.as_deref() == Some("clusterroles")
 }
 
 /// Whether the event is about the RBAC `clusterroles` resource (cheap check, before anything

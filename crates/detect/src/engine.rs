@@ -5,9 +5,7 @@ use crate::alert::{Alert, Location};
 use crate::clusterrole_pod_write::{self, RuleOptions};
 use crate::suppress::Suppressions;
 use audit::framing::trim;
-use audit::{
-    parse_head, parse_record, visit_lines, Chunk, ChunkKind, Event, LineIssue, LineNeedle, Record,
-};
+use audit::{parse_record, visit_lines, Chunk, ChunkKind, Event, LineIssue, LineNeedle, Record};
 use std::collections::{HashSet, VecDeque};
 
 /// The prefilter's first needle. The API server writes it in `objectRef.resource` and `requestURI` of
@@ -196,8 +194,8 @@ impl Engine {
         // Without the byte prefilter every line arrives here: decode only the head, and the
         // whole event only when the head says it could matter.
         if self.finder.is_none() {
-            match parse_head(bytes) {
-                Ok(h) if !h.is_list() && !clusterrole_pod_write::head_may_match(&h) => return 1,
+            match audit::head::scan_head(bytes).and_then(|h| h.check().map(|()| h)) {
+                Ok(h) if !h.is_list && !clusterrole_pod_write::head_may_match(&h) => return 1,
                 Ok(_) => {}
                 Err(e) => {
                     out.push(Finding::Malformed {
