@@ -159,10 +159,10 @@ fn load(a: &SnapshotArgs) -> Result<(Snapshot, PodWriteOptions)> {
             .join(", ");
         let _ = writeln!(
             err,
-            "kubeward: loaded {} roles and {} bindings from {} files; {skipped} other objects skipped{}{}{}",
+            "kubeward: loaded {} roles and {} bindings from {}; {skipped} other objects skipped{}{}{}",
             s.roles.len(),
             s.bindings.len(),
-            s.files,
+            if o.live { "the cluster".to_string() } else { format!("{} files", s.files) },
             if kinds.is_empty() { String::new() } else { format!(" ({kinds})") },
             if defaulted > 0 {
                 format!("; {defaulted} namespaced objects without a namespace put in {:?} (--default-namespace)", o.default_namespace.as_deref().unwrap_or(""))

@@ -9,6 +9,8 @@ mod util;
 mod corpus;
 #[path = "cli/inputs.rs"]
 mod inputs;
+#[path = "cli/live.rs"]
+mod live;
 #[path = "cli/output.rs"]
 mod output;
 #[path = "cli/rbac.rs"]

@@ -50,6 +50,25 @@ pub struct PolicyRule {
     pub non_resource_urls: Vec<String>,
 }
 
+impl PolicyRule {
+    /// A resource rule: these verbs on these resources in these API groups.
+    pub fn new(api_groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+        let own = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
+        PolicyRule {
+            verbs: own(verbs),
+            api_groups: own(api_groups),
+            resources: own(resources),
+            ..Default::default()
+        }
+    }
+
+    /// The same rule, restricted to objects with these names.
+    pub fn with_names(mut self, names: &[&str]) -> PolicyRule {
+        self.resource_names = names.iter().map(|s| s.to_string()).collect();
+        self
+    }
+}
+
 fn nullable_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
@@ -160,14 +179,7 @@ mod tests {
     use super::*;
 
     fn rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> PolicyRule {
-        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
-        PolicyRule {
-            verbs: v(verbs),
-            api_groups: v(groups),
-            resources: v(resources),
-            resource_names: v(names),
-            non_resource_urls: vec![],
-        }
+        PolicyRule::new(groups, resources, verbs).with_names(names)
     }
 
     fn res<'a>(

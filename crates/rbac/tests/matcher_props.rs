@@ -498,14 +498,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> PolicyRule {
-    let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
-    PolicyRule {
-        verbs: v(verbs),
-        api_groups: v(groups),
-        resources: v(resources),
-        resource_names: v(names),
-        non_resource_urls: vec![],
-    }
+    PolicyRule::new(groups, resources, verbs).with_names(names)
 }
 
 #[test]

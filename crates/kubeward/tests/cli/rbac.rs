@@ -117,36 +117,26 @@ fn vias(g: &Value) -> Vec<Value> {
 
 const MASTERS: &str = "Group system:masters";
 
-/// The 22 roles of the bootstrap policy that grant pod write (shared notes §4, and
-/// crates/rbac/tests/bootstrap.rs): 6 from cluster-roles.yaml, 16 from controller-roles.yaml,
-/// none of the namespace Roles.
-const BOOTSTRAP_WRITERS: &[&str] = &[
-    "admin",
-    "cluster-admin",
-    "edit",
-    "system:aggregate-to-edit",
-    "system:controller:cronjob-controller",
-    "system:controller:daemon-set-controller",
-    "system:controller:deployment-controller",
-    "system:controller:device-taint-eviction-controller",
-    "system:controller:disruption-controller",
-    "system:controller:ephemeral-volume-controller",
-    "system:controller:generic-garbage-collector",
-    "system:controller:job-controller",
-    "system:controller:namespace-controller",
-    "system:controller:node-controller",
-    "system:controller:persistent-volume-binder",
-    "system:controller:pod-garbage-collector",
-    "system:controller:replicaset-controller",
-    "system:controller:replication-controller",
-    "system:controller:resource-claim-controller",
-    "system:controller:statefulset-controller",
-    "system:kube-scheduler",
-    "system:node",
-];
+/// The 22 roles of the bootstrap policy that grant pod write (worked out by hand; the list is
+/// shared with crates/rbac/tests/bootstrap.rs): 6 from cluster-roles.yaml, 16 from
+/// controller-roles.yaml, none of the namespace Roles.
+fn bootstrap_writers() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/rbac/expected/kubernetes-bootstrap-pod-writers.txt"
+    ))
+    .expect("expected list is in the repo");
+    let names: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(names.len(), 22);
+    names
+}
 
 fn bootstrap_writer_labels() -> BTreeSet<String> {
-    BOOTSTRAP_WRITERS
+    bootstrap_writers()
         .iter()
         .map(|n| format!("ClusterRole {n}"))
         .collect()
