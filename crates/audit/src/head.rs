@@ -4,7 +4,7 @@
 //! Without the prefilter every line is parsed. A serde struct visitor pays per key for
 //! dispatch and for decoding; this scanner validates the JSON grammar (strings with their
 //! escapes and no raw control characters, numbers, literals, nesting up to serde_json's depth
-//! of 128, nothing after the value) while jumping through string contents with SIMD searches,
+//! of 128, nothing after the value) while jumping through string contents 16 bytes at a time,
 //! and decodes only the five strings it keeps. A record it accepts is one serde_json accepts
 //! (property-tested against it); anything it keeps that has escapes is decoded by serde_json.
 
@@ -47,7 +47,6 @@ const MAX_DEPTH: usize = 128;
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
-    simd: bool,
 }
 
 type R<T> = Result<T, String>;
@@ -89,7 +88,7 @@ impl<'a> Scanner<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            self.i = stop(self.b, self.i, self.simd);
+            self.i = stop(self.b, self.i);
             match self.peek() {
                 Some(b'"') => {
                     let raw = &self.b[start..self.i];
@@ -258,51 +257,42 @@ impl<'a> Scanner<'a> {
 
 /// The first position at or after `i` holding `"`, `\\` or a control character (which a JSON
 /// string may not contain raw), or `b.len()`.
-#[inline]
-fn stop(b: &[u8], mut i: usize, simd: bool) -> usize {
+///
+/// On x86-64, 16 bytes at a time with SSE2, which every x86-64 processor has: no feature
+/// check, and it inlines into the scanner (most strings here are shorter than 32 bytes, so
+/// wider vectors would not pay for a call).
+#[inline(always)]
+fn stop(b: &[u8], mut i: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: AVX2 support was checked.
-        i = unsafe { stop_avx2(b, i) };
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86-64 baseline; each load reads b[i..i + 16], which
+        // the loop condition keeps in bounds.
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let ctl = _mm_set1_epi8(0x1f);
+            while i + 16 <= b.len() {
+                let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+                // Unsigned v <= 0x1f is exactly min(v, 0x1f) == v.
+                let low = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v);
+                let hit = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                    low,
+                );
+                let mask = _mm_movemask_epi8(hit) as u32;
+                if mask != 0 {
+                    return i + mask.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+        }
     }
     while let Some(&c) = b.get(i) {
         if c == b'"' || c == b'\\' || c < 0x20 {
             return i;
         }
         i += 1;
-    }
-    i
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
-    use std::sync::OnceLock;
-    static AVX2: OnceLock<bool> = OnceLock::new();
-    *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
-}
-
-/// 32 bytes at a time while they fit; returns where the scalar loop must go on.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn stop_avx2(b: &[u8], mut i: usize) -> usize {
-    use std::arch::x86_64::*;
-    let quote = _mm256_set1_epi8(b'"' as i8);
-    let backslash = _mm256_set1_epi8(b'\\' as i8);
-    let ctl = _mm256_set1_epi8(0x1f);
-    while i + 32 <= b.len() {
-        // SAFETY: i + 32 <= b.len() bounds the unaligned load.
-        let v = _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i);
-        // Unsigned v <= 0x1f is exactly min(v, 0x1f) == v.
-        let low = _mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl), v);
-        let hit = _mm256_or_si256(
-            _mm256_or_si256(_mm256_cmpeq_epi8(v, quote), _mm256_cmpeq_epi8(v, backslash)),
-            low,
-        );
-        let mask = _mm256_movemask_epi8(hit) as u32;
-        if mask != 0 {
-            return i + mask.trailing_zeros() as usize;
-        }
-        i += 32;
     }
     i
 }
@@ -334,15 +324,7 @@ fn key_is(raw: &[u8], esc: bool, name: &str) -> bool {
 
 /// Validates a whole record and returns its head.
 pub fn scan_head(bytes: &[u8]) -> Result<Head<'_>, RecordError> {
-    #[cfg(target_arch = "x86_64")]
-    let simd = avx2();
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = false;
-    let mut s = Scanner {
-        b: bytes,
-        i: 0,
-        simd,
-    };
+    let mut s = Scanner { b: bytes, i: 0 };
     let mut h = Head::default();
     let mut seen = [false; 6];
     s.ws();
@@ -412,6 +394,33 @@ pub fn scan_head(bytes: &[u8]) -> Result<Head<'_>, RecordError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_finds_the_first_special_byte() {
+        let scalar = |b: &[u8], i: usize| {
+            (i..b.len())
+                .find(|&k| b[k] == b'"' || b[k] == b'\\' || b[k] < 0x20)
+                .unwrap_or(b.len())
+        };
+        for len in 0..70 {
+            for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                for at in 0..=len {
+                    let mut b = vec![b'a'; len];
+                    b.extend_from_slice(&[0x20, 0x7f, 0xff]);
+                    if at < len {
+                        b[at] = special;
+                    }
+                    for from in [0, 1, 15, 16, 17].into_iter().filter(|&f| f <= b.len()) {
+                        assert_eq!(
+                            stop(&b, from),
+                            scalar(&b, from),
+                            "len {len} at {at} from {from}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn keeps_the_head() {
