@@ -150,6 +150,7 @@ fn load(a: &SnapshotArgs) -> Result<(Snapshot, PodWriteOptions)> {
     let defaulted = s.roles.iter().filter(|r| r.defaulted_namespace).count()
         + s.bindings.iter().filter(|b| b.defaulted_namespace).count();
     if !o.quiet {
+        report_latent(&s, &mut err);
         let skipped: usize = s.skipped.values().sum();
         let kinds = s
             .skipped
@@ -173,6 +174,28 @@ fn load(a: &SnapshotArgs) -> Result<(Snapshot, PodWriteOptions)> {
         );
     }
     Ok((s, PodWriteOptions::for_version(kube_version)))
+}
+
+/// Bindings to roles that do not exist grant nothing yet, and start granting the moment the
+/// role is created: each is named on stderr.
+fn report_latent(s: &Snapshot, err: &mut impl Write) {
+    for b in s.bindings.iter().filter(|b| s.bound_role(b).is_none()) {
+        let at = b
+            .namespace
+            .as_ref()
+            .map(|ns| format!("{ns}/"))
+            .unwrap_or_default();
+        let subjects: Vec<String> = b.subjects.iter().map(|s| s.to_string()).collect();
+        let _ = writeln!(
+            err,
+            "kubeward: latent binding: {} {at}{} → {} {} does not exist; it grants nothing until that role is created, then {} get it",
+            b.kind,
+            b.name,
+            b.role_ref.kind,
+            b.role_ref.name,
+            if subjects.is_empty() { "nobody would".to_string() } else { subjects.join(", ") + " would" }
+        );
+    }
 }
 
 fn json_lines<T: Serialize>(out: &mut impl Write, items: &[T]) -> Result<()> {

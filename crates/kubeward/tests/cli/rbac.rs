@@ -1600,3 +1600,19 @@ fn closed_stdout_is_not_an_error() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
 }
+
+#[test]
+fn latent_bindings_are_named_on_stderr() {
+    // controller-role-bindings.yaml binds system:controller:podcheckpoint-controller, whose
+    // ClusterRole is in none of the files.
+    let r = pod_writers(&[&fx("kubernetes-bootstrap")]);
+    let latent: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("kubeward: latent binding: "))
+        .collect();
+    assert_eq!(
+        latent,
+        vec!["kubeward: latent binding: ClusterRoleBinding system:controller:podcheckpoint-controller → ClusterRole system:controller:podcheckpoint-controller does not exist; it grants nothing until that role is created, then ServiceAccount kube-system/podcheckpoint-controller would get it"]
+    );
+}
