@@ -93,13 +93,14 @@ pub fn resolve_aggregation(roles: &[Role]) -> (Vec<Vec<EffectiveRule>>, Vec<Vec<
         for &a in &aggregating {
             let sels = roles[a].aggregation.as_deref().unwrap_or(&[]);
             let mut list: Vec<EffectiveRule> = Vec::new();
+            let mut have: std::collections::HashSet<&PolicyRule> = std::collections::HashSet::new();
             for s in sels {
                 for &j in &by_name {
                     if j == a || !s.matches(&roles[j].labels) {
                         continue;
                     }
                     for r in &eff[j] {
-                        if !list.iter().any(|x| x.rule == r.rule) {
+                        if have.insert(&r.rule) {
                             list.push(r.clone());
                         }
                     }
