@@ -8,6 +8,7 @@
 
 pub mod model;
 pub mod objects;
+pub mod patch;
 pub mod podwrite;
 pub mod rule;
 pub mod snapshot;

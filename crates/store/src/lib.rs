@@ -1,0 +1,561 @@
+//! The state file of stateful detection (`kubeward detect --state PATH.db`).
+//!
+//! One SQLite database holds what a later run needs from the earlier ones:
+//!
+//! - **objects**: the last known content of each RBAC object, keyed by
+//!   (kind, namespace, name), with the audit event that set it, and a mark when a
+//!   metadata-level event changed the object so that its content is no longer known;
+//! - **alerts**: every alert raised, unique per (rule id, audit id), so that reading the
+//!   same events again never alerts twice;
+//! - **positions**: how far each input was read, with a fingerprint to notice a rotated or
+//!   replaced file.
+//!
+//! A state file is recognised by its `PRAGMA application_id` ([`APPLICATION_ID`]); its
+//! schema version is `PRAGMA user_version`, brought up to [`SCHEMA_VERSION`] by
+//! [`Store::open`], one migration per transaction. The file is in WAL mode. One process
+//! writes at a time: a writer that finds the file locked for longer than the busy timeout
+//! gets [`StoreError::Locked`].
+//!
+//! Every method of [`Store`] is also on [`Tx`], the handle given to the closure of
+//! [`Store::transaction`], to group many writes into one commit.
+//!
+//! Times are stored as the audit event's `stageTimestamp` text and compared as text:
+//! RFC 3339 in UTC with a fixed number of fraction digits (what the API server writes,
+//! `2024-05-01T12:00:00.123456Z`) sorts in time order.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+/// `PRAGMA application_id` of a kubeward state file: "KWST".
+pub const APPLICATION_ID: i32 = 0x4B57_5354;
+
+/// How long a write waits for another process's lock before [`StoreError::Locked`].
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The schema version this build reads and writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Migrations in order: entry `i` takes the schema from version `i` to `i + 1`. Append
+/// only; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: objects, alerts, positions.
+    "CREATE TABLE objects (
+         kind             TEXT NOT NULL,
+         namespace        TEXT NOT NULL,  -- '' for cluster-scoped objects
+         name             TEXT NOT NULL,
+         json             TEXT NOT NULL,  -- the object as JSON
+         audit_id         TEXT NOT NULL,  -- the event that set it
+         time             TEXT NOT NULL,  -- that event's stageTimestamp
+         resource_version TEXT,
+         unknown_since    TEXT,           -- set when a metadata-level event changed it
+         PRIMARY KEY (kind, namespace, name)
+     ) WITHOUT ROWID;
+     CREATE TABLE alerts (
+         seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+         rule_id  TEXT NOT NULL,
+         audit_id TEXT NOT NULL,
+         time     TEXT,
+         json     TEXT NOT NULL,
+         UNIQUE (rule_id, audit_id)
+     );
+     CREATE INDEX alerts_by_time ON alerts (time, seq);
+     CREATE TABLE positions (
+         source      TEXT PRIMARY KEY,
+         offset      INTEGER NOT NULL,
+         line        INTEGER NOT NULL,
+         fingerprint TEXT NOT NULL
+     ) WITHOUT ROWID;",
+];
+
+/// What can go wrong with a state file. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file could not be opened or created.
+    #[error("{}: cannot open state file: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Another process held the file's lock for longer than the busy timeout.
+    #[error("{}: state file is locked by another process (is another kubeward running on it?)", path.display())]
+    Locked { path: PathBuf },
+    /// The file exists but is not a kubeward state file; it was left untouched.
+    #[error("{}: not a kubeward state file: {reason}", path.display())]
+    NotAStateFile { path: PathBuf, reason: String },
+    /// The file was written by a newer kubeward.
+    #[error("{}: state file has schema version {found}, this kubeward supports up to {supported}; use a newer kubeward or another file", path.display())]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// Any other SQLite error.
+    #[error("{}: {source}", path.display())]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A value given to be stored as JSON is not JSON.
+    #[error("invalid JSON for the state file: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// An RBAC object as last seen. `namespace` is `""` for cluster-scoped objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// The object as JSON text.
+    pub json: String,
+    /// The audit ID of the event that set this content.
+    pub audit_id: String,
+    /// That event's `stageTimestamp`.
+    pub time: String,
+    pub resource_version: Option<String>,
+    /// When set, a metadata-level event changed the object at that time and `json` is
+    /// the last content known before it.
+    pub unknown_since: Option<String>,
+}
+
+/// An alert already raised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAlert {
+    /// Insertion order.
+    pub seq: i64,
+    pub rule_id: String,
+    pub audit_id: String,
+    pub time: Option<String>,
+    /// The full alert as JSON text.
+    pub json: String,
+}
+
+/// How far an input was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Byte offset of the first byte not yet read.
+    pub offset: u64,
+    /// Number of lines read (the line reached).
+    pub line: u64,
+    /// Identifies the file that was read (e.g. a hash of its first 4 KiB, or
+    /// device+inode), to notice when it was rotated or replaced. Opaque to the store.
+    pub fingerprint: String,
+}
+
+/// An open state file. One writer at a time; see [`Store::transaction`] to group writes.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// The handle of a transaction opened by [`Store::transaction`]: the same methods as
+/// [`Store`], committed together.
+#[derive(Debug)]
+pub struct Tx<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+}
+
+impl Store {
+    /// Opens the state file at `path`, creating it if missing, with the
+    /// [`DEFAULT_BUSY_TIMEOUT`]. See [`Store::open_with_timeout`].
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// Opens the state file at `path`, creating it if missing: checks that it is a
+    /// kubeward state file (a file that is not, SQLite or not, is left untouched and
+    /// gives [`StoreError::NotAStateFile`]), turns on WAL mode and brings the schema up to
+    /// date. Waits at most `busy_timeout` for another process's lock, on opening and on
+    /// every later write, then gives [`StoreError::Locked`].
+    pub fn open_with_timeout(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(busy_timeout).map_err(open_err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.check_application().map_err(|e| match e {
+            StoreError::Sql { source, .. } if is_code(&source, ErrorCode::CannotOpen) => {
+                open_err(source)
+            }
+            e => e,
+        })?;
+        let mode: String = store
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| store.err(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            let source = rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot turn on WAL mode (journal_mode is {mode})")),
+            );
+            return Err(open_err(source));
+        }
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// A fresh state in memory, for tests and runs without `--state`.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let mut store = Store { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The file this store was opened from (`:memory:` for [`Store::in_memory`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one write transaction: commits when it returns `Ok`, rolls back when it
+    /// returns `Err` or panics. The write lock is taken at the start (waiting at most the
+    /// busy timeout, then [`StoreError::Locked`]).
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let path = self.path.as_path();
+        let err = |e| classify(e, path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let value = f(&Tx { conn: &tx, path })?; // an Err drops `tx`: rollback
+        tx.commit().map_err(err)?;
+        Ok(value)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        classify(e, &self.path)
+    }
+
+    /// Refuses a file that is not ours before anything is written to it.
+    fn check_application(&self) -> Result<(), StoreError> {
+        let not_ours = |reason: String| StoreError::NotAStateFile {
+            path: self.path.clone(),
+            reason,
+        };
+        let app_id: i32 = self
+            .conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if app_id == APPLICATION_ID {
+            return self.check_version();
+        }
+        if app_id != 0 {
+            return Err(not_ours(format!(
+                "SQLite database of another application (application_id {app_id:#x})"
+            )));
+        }
+        let objects: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if objects != 0 {
+            return Err(not_ours(
+                "SQLite database of another application (it has tables but no kubeward application_id)".into(),
+            ));
+        }
+        Ok(()) // empty: a new state file
+    }
+
+    fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+    }
+
+    fn check_version(&self) -> Result<(), StoreError> {
+        let found = Store::user_version(&self.conn).map_err(|e| self.err(e))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies the missing migrations, each in its own write transaction. The version is
+    /// read again under the write lock, so two processes opening a new file at once are
+    /// safe. Taking the lock also makes opening a file another writer holds fail with
+    /// [`StoreError::Locked`] at once rather than at the first write.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.as_path();
+        let err = |e| classify(e, path);
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            let found = Store::user_version(&tx).map_err(err)?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            if found == SCHEMA_VERSION {
+                return tx.commit().map_err(err);
+            }
+            tx.execute_batch(MIGRATIONS[found as usize]).map_err(err)?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(err)?;
+            tx.pragma_update(None, "user_version", found + 1)
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
+    }
+}
+
+fn is_code(e: &rusqlite::Error, code: ErrorCode) -> bool {
+    e.sqlite_error_code() == Some(code)
+}
+
+fn classify(e: rusqlite::Error, path: &Path) -> StoreError {
+    let path = path.to_path_buf();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked { path },
+        Some(ErrorCode::NotADatabase) => StoreError::NotAStateFile {
+            path,
+            reason: "not an SQLite database".into(),
+        },
+        _ => StoreError::Sql { path, source: e },
+    }
+}
+
+fn check_json(json: &str) -> Result<(), StoreError> {
+    serde_json::from_str::<&serde_json::value::RawValue>(json)?;
+    Ok(())
+}
+
+/// SQLite integers are i64; positions never come near `i64::MAX`.
+fn to_i64(n: u64) -> rusqlite::Result<i64> {
+    i64::try_from(n).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn get_u64(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    let n: i64 = r.get(i)?;
+    u64::try_from(n).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(i, n))
+}
+
+fn object_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
+    Ok(StoredObject {
+        kind: r.get(0)?,
+        namespace: r.get(1)?,
+        name: r.get(2)?,
+        json: r.get(3)?,
+        audit_id: r.get(4)?,
+        time: r.get(5)?,
+        resource_version: r.get(6)?,
+        unknown_since: r.get(7)?,
+    })
+}
+
+const OBJECT_COLUMNS: &str =
+    "kind, namespace, name, json, audit_id, time, resource_version, unknown_since";
+
+/// The data methods, written once for a plain connection (each statement its own
+/// transaction) and for a transaction.
+macro_rules! data_methods {
+    () => {
+        /// Stores `o`, replacing what was stored under its (kind, namespace, name).
+        /// `o.json` must be JSON.
+        pub fn put_object(&self, o: &StoredObject) -> Result<(), StoreError> {
+            check_json(&o.json)?;
+            self.conn
+                .prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO objects ({OBJECT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        o.kind,
+                        o.namespace,
+                        o.name,
+                        o.json,
+                        o.audit_id,
+                        o.time,
+                        o.resource_version,
+                        o.unknown_since
+                    ])
+                })
+                .map_err(|e| classify(e, &self.path))?;
+            Ok(())
+        }
+
+        /// The object stored under (kind, namespace, name), if any.
+        pub fn get_object(
+            &self,
+            kind: &str,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<StoredObject>, StoreError> {
+            self.conn
+                .prepare_cached(&format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects
+                     WHERE kind = ?1 AND namespace = ?2 AND name = ?3"
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![kind, namespace, name], object_from_row)
+                        .optional()
+                })
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// Deletes the object; `false` when there was none.
+        pub fn delete_object(
+            &self,
+            kind: &str,
+            namespace: &str,
+            name: &str,
+        ) -> Result<bool, StoreError> {
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                )
+                .and_then(|mut s| s.execute(params![kind, namespace, name]))
+                .map(|n| n > 0)
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// Every object, ordered by kind, namespace, name.
+        pub fn objects(&self) -> Result<Vec<StoredObject>, StoreError> {
+            self.conn
+                .prepare_cached(&format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects ORDER BY kind, namespace, name"
+                ))
+                .and_then(|mut s| s.query_map([], object_from_row)?.collect())
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// Marks the object's content as unknown since `since` (a metadata-level event
+        /// changed it). An earlier mark is kept; [`put_object`](Self::put_object) with
+        /// `unknown_since: None` clears it. `false` when no such object is stored.
+        pub fn mark_unknown(
+            &self,
+            kind: &str,
+            namespace: &str,
+            name: &str,
+            since: &str,
+        ) -> Result<bool, StoreError> {
+            self.conn
+                .prepare_cached(
+                    "UPDATE objects SET unknown_since = coalesce(unknown_since, ?4)
+                     WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                )
+                .and_then(|mut s| s.execute(params![kind, namespace, name, since]))
+                .map(|n| n > 0)
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// Records an alert. `false` when one with the same (rule_id, audit_id) was
+        /// already there (it is kept as it was): the caller must not report it again.
+        /// `json` must be JSON.
+        pub fn insert_alert(
+            &self,
+            rule_id: &str,
+            audit_id: &str,
+            time: Option<&str>,
+            json: &str,
+        ) -> Result<bool, StoreError> {
+            check_json(json)?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO alerts (rule_id, audit_id, time, json) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (rule_id, audit_id) DO NOTHING",
+                )
+                .and_then(|mut s| s.execute(params![rule_id, audit_id, time, json]))
+                .map(|n| n > 0)
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// Alerts with `time >= since` (alerts without a time are left out when `since`
+        /// is given) and of rule `rule`, each filter when given; ordered by time (those
+        /// without one first), then insertion.
+        pub fn alerts(
+            &self,
+            since: Option<&str>,
+            rule: Option<&str>,
+        ) -> Result<Vec<StoredAlert>, StoreError> {
+            self.conn
+                .prepare_cached(
+                    "SELECT seq, rule_id, audit_id, time, json FROM alerts
+                     WHERE (?1 IS NULL OR time >= ?1) AND (?2 IS NULL OR rule_id = ?2)
+                     ORDER BY time, seq",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![since, rule], |r| {
+                        Ok(StoredAlert {
+                            seq: r.get(0)?,
+                            rule_id: r.get(1)?,
+                            audit_id: r.get(2)?,
+                            time: r.get(3)?,
+                            json: r.get(4)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// How far `source` (a path or source id) was read, if it was.
+        pub fn position(&self, source: &str) -> Result<Option<Position>, StoreError> {
+            self.conn
+                .prepare_cached("SELECT offset, line, fingerprint FROM positions WHERE source = ?1")
+                .and_then(|mut s| {
+                    s.query_row([source], |r| {
+                        Ok(Position {
+                            offset: get_u64(r, 0)?,
+                            line: get_u64(r, 1)?,
+                            fingerprint: r.get(2)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// Records how far `source` was read, replacing the previous position.
+        pub fn set_position(&self, source: &str, p: &Position) -> Result<(), StoreError> {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO positions (source, offset, line, fingerprint)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        source,
+                        to_i64(p.offset)?,
+                        to_i64(p.line)?,
+                        p.fingerprint
+                    ])
+                })
+                .map_err(|e| classify(e, &self.path))?;
+            Ok(())
+        }
+    };
+}
+
+impl Store {
+    data_methods!();
+}
+
+impl Tx<'_> {
+    data_methods!();
+}

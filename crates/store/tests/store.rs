@@ -1,0 +1,430 @@
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use store::{Position, Store, StoreError, StoredObject, SCHEMA_VERSION};
+
+fn object(kind: &str, ns: &str, name: &str, json: &str) -> StoredObject {
+    StoredObject {
+        kind: kind.into(),
+        namespace: ns.into(),
+        name: name.into(),
+        json: json.into(),
+        audit_id: format!("audit-{name}"),
+        time: "2024-05-01T12:00:00.000000Z".into(),
+        resource_version: Some("42".into()),
+        unknown_since: None,
+    }
+}
+
+fn state_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("state.db")
+}
+
+fn assert_names_path(e: &StoreError, path: &Path) {
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "message does not name the file: {msg}"
+    );
+}
+
+#[test]
+fn create_then_reopen_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    {
+        let s = Store::open(&path).unwrap();
+        s.put_object(&object("ClusterRole", "", "admin", r#"{"rules":[]}"#))
+            .unwrap();
+        s.insert_alert("pod-write", "a1", Some("2024-05-01T12:00:00Z"), "{}")
+            .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.path(), path);
+    let o = s.get_object("ClusterRole", "", "admin").unwrap().unwrap();
+    assert_eq!(o.json, r#"{"rules":[]}"#);
+    assert_eq!(s.alerts(None, None).unwrap().len(), 1);
+    // And a third open of an up-to-date file changes nothing.
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.objects().unwrap().len(), 1);
+}
+
+#[test]
+fn wal_mode_application_id_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    drop(Store::open(&path).unwrap());
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = c
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let id: i32 = c
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .unwrap();
+    assert_eq!(id, store::APPLICATION_ID);
+    let v: u32 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+}
+
+#[test]
+fn objects_put_get_overwrite_delete() {
+    let s = Store::in_memory().unwrap();
+    assert_eq!(s.get_object("Role", "ns", "r").unwrap(), None);
+    let mut r = object("Role", "ns", "r", r#"{"v":1}"#);
+    s.put_object(&r).unwrap();
+    assert_eq!(s.get_object("Role", "ns", "r").unwrap().as_ref(), Some(&r));
+    // Same name in another namespace or kind is another object.
+    s.put_object(&object("Role", "other", "r", "{}")).unwrap();
+    s.put_object(&object("ClusterRole", "", "r", "{}")).unwrap();
+    r.json = r#"{"v":2}"#.into();
+    r.resource_version = None;
+    s.put_object(&r).unwrap();
+    assert_eq!(s.get_object("Role", "ns", "r").unwrap().as_ref(), Some(&r));
+    let keys: Vec<_> = s
+        .objects()
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.kind, o.namespace, o.name))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("ClusterRole".into(), "".into(), "r".into()),
+            ("Role".into(), "ns".into(), "r".into()),
+            ("Role".into(), "other".into(), "r".into()),
+        ]
+    );
+    assert!(s.delete_object("Role", "ns", "r").unwrap());
+    assert!(!s.delete_object("Role", "ns", "r").unwrap());
+    assert_eq!(s.get_object("Role", "ns", "r").unwrap(), None);
+    assert_eq!(s.objects().unwrap().len(), 2);
+}
+
+#[test]
+fn invalid_json_is_refused() {
+    let s = Store::in_memory().unwrap();
+    let e = s
+        .put_object(&object("Role", "ns", "r", "{nope"))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Json(_)), "{e:?}");
+    let e = s.insert_alert("r", "a", None, "").unwrap_err();
+    assert!(matches!(e, StoreError::Json(_)), "{e:?}");
+    assert!(s.objects().unwrap().is_empty());
+}
+
+#[test]
+fn mark_unknown_keeps_earliest_and_put_clears() {
+    let s = Store::in_memory().unwrap();
+    assert!(!s.mark_unknown("Role", "ns", "r", "t1").unwrap());
+    s.put_object(&object("Role", "ns", "r", "{}")).unwrap();
+    assert!(s.mark_unknown("Role", "ns", "r", "t1").unwrap());
+    assert!(s.mark_unknown("Role", "ns", "r", "t2").unwrap());
+    let o = s.get_object("Role", "ns", "r").unwrap().unwrap();
+    assert_eq!(o.unknown_since.as_deref(), Some("t1"));
+    assert_eq!(o.json, "{}");
+    s.put_object(&object("Role", "ns", "r", "{}")).unwrap();
+    let o = s.get_object("Role", "ns", "r").unwrap().unwrap();
+    assert_eq!(o.unknown_since, None);
+}
+
+#[test]
+fn alerts_are_deduplicated() {
+    let s = Store::in_memory().unwrap();
+    assert!(s
+        .insert_alert("pod-write", "a1", Some("t1"), r#"{"first":true}"#)
+        .unwrap());
+    assert!(!s
+        .insert_alert("pod-write", "a1", Some("t9"), r#"{"first":false}"#)
+        .unwrap());
+    // Another rule on the same event is another alert.
+    assert!(s.insert_alert("other", "a1", Some("t1"), "{}").unwrap());
+    let all = s.alerts(None, Some("pod-write")).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].json, r#"{"first":true}"#);
+    assert_eq!(all[0].time.as_deref(), Some("t1"));
+}
+
+#[test]
+fn alerts_filter_and_order() {
+    let s = Store::in_memory().unwrap();
+    let t = |n: u32| format!("2024-05-01T12:00:0{n}.000000Z");
+    s.insert_alert("b", "e3", Some(&t(3)), "{}").unwrap();
+    s.insert_alert("a", "e1", Some(&t(1)), "{}").unwrap();
+    s.insert_alert("a", "e2", Some(&t(2)), "{}").unwrap();
+    s.insert_alert("a", "e2b", Some(&t(2)), "{}").unwrap();
+    s.insert_alert("a", "none", None, "{}").unwrap();
+    let ids = |v: Vec<store::StoredAlert>| v.into_iter().map(|a| a.audit_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.alerts(None, None).unwrap()),
+        ["none", "e1", "e2", "e2b", "e3"]
+    );
+    assert_eq!(
+        ids(s.alerts(Some(&t(2)), None).unwrap()),
+        ["e2", "e2b", "e3"]
+    );
+    assert_eq!(
+        ids(s.alerts(Some(&t(2)), Some("a")).unwrap()),
+        ["e2", "e2b"]
+    );
+    assert_eq!(ids(s.alerts(None, Some("b")).unwrap()), ["e3"]);
+    assert!(s.alerts(None, Some("c")).unwrap().is_empty());
+}
+
+#[test]
+fn positions_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let p = Position {
+        offset: 1 << 40,
+        line: 123_456,
+        fingerprint: "sha256:abc".into(),
+    };
+    {
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.position("/var/log/audit.log").unwrap(), None);
+        s.set_position("/var/log/audit.log", &p).unwrap();
+        let p2 = Position {
+            offset: 10,
+            line: 1,
+            fingerprint: "x".into(),
+        };
+        s.set_position("webhook", &p2).unwrap();
+        assert_eq!(s.position("webhook").unwrap(), Some(p2));
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.position("/var/log/audit.log").unwrap(), Some(p));
+    let too_big = Position {
+        offset: u64::MAX,
+        line: 0,
+        fingerprint: String::new(),
+    };
+    assert!(s.set_position("x", &too_big).is_err());
+}
+
+#[test]
+fn garbage_file_is_not_a_state_file_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let garbage = b"{\"kind\":\"Event\"}\n".repeat(500);
+    std::fs::write(&path, &garbage).unwrap();
+    let e = Store::open(&path).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStateFile { .. }), "{e:?}");
+    assert_names_path(&e, &path);
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[test]
+fn sqlite_file_of_another_application_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let e = Store::open(&path).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStateFile { .. }), "{e:?}");
+    assert_names_path(&e, &path);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+
+    // Another application's id, even with no tables.
+    let path = dir.path().join("other-id.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "application_id", 1234).unwrap();
+    }
+    let e = Store::open(&path).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStateFile { .. }), "{e:?}");
+}
+
+#[test]
+fn empty_file_becomes_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    std::fs::write(&path, b"").unwrap();
+    let s = Store::open(&path).unwrap();
+    s.set_position(
+        "a",
+        &Position {
+            offset: 1,
+            line: 1,
+            fingerprint: "f".into(),
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    drop(Store::open(&path).unwrap());
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let e = Store::open(&path).unwrap_err();
+    match &e {
+        StoreError::NewerSchema {
+            found, supported, ..
+        } => {
+            assert_eq!(*found, SCHEMA_VERSION + 1);
+            assert_eq!(*supported, SCHEMA_VERSION);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_names_path(&e, &path);
+}
+
+#[test]
+fn missing_directory_is_an_open_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/state.db");
+    let e = Store::open(&path).unwrap_err();
+    assert!(matches!(e, StoreError::Open { .. }), "{e:?}");
+    assert_names_path(&e, &path);
+}
+
+#[test]
+fn locked_database_gives_locked_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let timeout = Duration::from_millis(100);
+    let s = Store::open_with_timeout(&path, timeout).unwrap();
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    // Opening takes the write lock to check the schema.
+    let start = Instant::now();
+    let e = Store::open_with_timeout(&path, timeout).unwrap_err();
+    let waited = start.elapsed();
+    assert!(matches!(e, StoreError::Locked { .. }), "{e:?}");
+    assert_names_path(&e, &path);
+    assert!(waited >= timeout / 2, "gave up too early: {waited:?}");
+    assert!(waited < Duration::from_secs(2), "took {waited:?}");
+
+    // A store already open gets Locked on its next write.
+    let e = s.put_object(&object("Role", "ns", "r", "{}")).unwrap_err();
+    assert!(matches!(e, StoreError::Locked { .. }), "{e:?}");
+
+    // Once the other writer is done, writing works again.
+    other.execute_batch("COMMIT").unwrap();
+    s.put_object(&object("Role", "ns", "r", "{}")).unwrap();
+}
+
+#[test]
+fn transaction_commits_on_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut s = Store::open(&path).unwrap();
+    let n = s
+        .transaction(|tx| {
+            for i in 0..100 {
+                tx.put_object(&object("Role", "ns", &format!("r{i}"), "{}"))?;
+            }
+            tx.insert_alert("rule", "a", None, "{}")?;
+            Ok(tx.objects()?.len())
+        })
+        .unwrap();
+    assert_eq!(n, 100);
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.objects().unwrap().len(), 100);
+    assert_eq!(s.alerts(None, None).unwrap().len(), 1);
+}
+
+#[test]
+fn transaction_returning_err_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut s = Store::open(&path).unwrap();
+    s.put_object(&object("Role", "ns", "kept", "{}")).unwrap();
+    let e = s
+        .transaction(|tx| {
+            tx.put_object(&object("Role", "ns", "new", "{}"))?;
+            assert!(tx.delete_object("Role", "ns", "kept")?);
+            tx.insert_alert("rule", "a", None, "{}")?;
+            tx.put_object(&object("Role", "ns", "bad", "not json"))?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Json(_)), "{e:?}");
+    let names = |s: &Store| {
+        s.objects()
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&s), ["kept"]);
+    assert!(s.alerts(None, None).unwrap().is_empty());
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(names(&s), ["kept"]);
+}
+
+#[test]
+fn transaction_that_panics_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut s = Store::open(&path).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.transaction(|tx| -> Result<(), StoreError> {
+            tx.put_object(&object("Role", "ns", "r", "{}"))?;
+            panic!("boom");
+        })
+    }));
+    assert!(r.is_err());
+    assert!(s.objects().unwrap().is_empty());
+    drop(s);
+    assert!(Store::open(&path).unwrap().objects().unwrap().is_empty());
+}
+
+const CRASH_ENV: &str = "KUBEWARD_STORE_TEST_CRASH";
+
+/// Run by `crash_without_commit_persists_nothing` in a child process: writes in a
+/// transaction and aborts the process before the commit.
+#[test]
+fn crash_helper() {
+    let Some(path) = std::env::var_os(CRASH_ENV) else {
+        return; // a normal test run
+    };
+    let mut s = Store::open(Path::new(&path)).unwrap();
+    s.put_object(&object("Role", "ns", "committed", "{}"))
+        .unwrap();
+    let _ = s.transaction(|tx| -> Result<(), StoreError> {
+        for i in 0..1000 {
+            tx.put_object(&object("Role", "ns", &format!("r{i}"), "{}"))?;
+        }
+        std::process::abort();
+    });
+}
+
+#[test]
+fn crash_without_commit_persists_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_helper", "--nocapture", "--test-threads=1"])
+        .env(CRASH_ENV, &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the helper should have aborted");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(6), "not SIGABRT: {status:?}");
+    }
+    let s = Store::open(&path).unwrap();
+    let names: Vec<_> = s.objects().unwrap().into_iter().map(|o| o.name).collect();
+    assert_eq!(names, ["committed"]);
+}
