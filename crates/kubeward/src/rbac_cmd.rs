@@ -206,7 +206,8 @@ fn json_lines<T: Serialize>(out: &mut impl Write, items: &[T]) -> Result<()> {
     Ok(())
 }
 
-fn role_label(kind: &impl std::fmt::Display, name: &str, ns: Option<&str>) -> String {
+/// `KIND NAME` or `KIND NS/NAME`: how roles and subjects are named in text and graphs.
+fn label(kind: &impl std::fmt::Display, name: &str, ns: Option<&str>) -> String {
     match ns {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
@@ -228,7 +229,7 @@ fn pod_writers_text(out: &mut impl Write, writers: &[PodWriter]) -> Result<()> {
         writeln!(
             out,
             "{}{agg}",
-            role_label(&w.kind, &w.name, w.namespace.as_deref())
+            label(&w.kind, &w.name, w.namespace.as_deref())
         )?;
         // One line per capability and source: verbs and resources folded together.
         let mut lines: BTreeMap<GrantKey, (Vec<&str>, Vec<String>)> = BTreeMap::new();
@@ -270,10 +271,7 @@ fn pod_writers_text(out: &mut impl Write, writers: &[PodWriter]) -> Result<()> {
         } else {
             writeln!(out, "  bound to:")?;
             for b in &w.bound_subjects {
-                let subj = match &b.namespace {
-                    Some(ns) => format!("{} {ns}/{}", b.kind, b.name),
-                    None => format!("{} {}", b.kind, b.name),
-                };
+                let subj = label(&b.kind, &b.name, b.namespace.as_deref());
                 let scope = match &b.scope_namespace {
                     Some(ns) => format!("in namespace {ns}"),
                     None => "cluster-wide".into(),
@@ -307,7 +305,7 @@ fn pod_writers_dot(out: &mut impl Write, writers: &[PodWriter]) -> Result<()> {
         "digraph pod_writers {{\n  rankdir=LR;\n  node [shape=box];"
     )?;
     for w in writers {
-        let role = role_label(&w.kind, &w.name, w.namespace.as_deref());
+        let role = label(&w.kind, &w.name, w.namespace.as_deref());
         writeln!(
             out,
             "  {} [style=filled, fillcolor=\"#f4cccc\"];",
@@ -322,10 +320,7 @@ fn pod_writers_dot(out: &mut impl Write, writers: &[PodWriter]) -> Result<()> {
             )?;
         }
         for b in &w.bound_subjects {
-            let subj = match &b.namespace {
-                Some(ns) => format!("{} {ns}/{}", b.kind, b.name),
-                None => format!("{} {}", b.kind, b.name),
-            };
+            let subj = label(&b.kind, &b.name, b.namespace.as_deref());
             writeln!(out, "  {} [shape=ellipse];", dot_id(&subj))?;
             writeln!(
                 out,
@@ -341,10 +336,7 @@ fn pod_writers_dot(out: &mut impl Write, writers: &[PodWriter]) -> Result<()> {
 }
 
 fn subject_label(g: &Grantee) -> String {
-    match &g.namespace {
-        Some(ns) => format!("{} {ns}/{}", g.kind, g.name),
-        None => format!("{} {}", g.kind, g.name),
-    }
+    label(&g.kind, &g.name, g.namespace.as_deref())
 }
 
 fn who_can_text(out: &mut impl Write, q: &Question, who: &[Grantee]) -> Result<()> {
@@ -492,10 +484,7 @@ fn role_admins_text(out: &mut impl Write, rows: &[AdminRow]) -> Result<()> {
             writeln!(out, "\n{} — {}", r.path, r.explain)?;
             last = r.path;
         }
-        let subj = match &r.namespace {
-            Some(ns) => format!("{} {ns}/{}", r.kind, r.name),
-            None => format!("{} {}", r.kind, r.name),
-        };
+        let subj = label(&r.kind, &r.name, r.namespace.as_deref());
         let via: Vec<String> = r
             .via
             .iter()
