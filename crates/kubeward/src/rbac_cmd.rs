@@ -1,6 +1,6 @@
 //! `kubeward rbac`: questions to an RBAC snapshot.
 
-use crate::cli::{RbacArgs, RbacCommand, RbacFormat, SnapshotArgs};
+use crate::cli::{RbacArgs, RbacCommand, RbacFormat, SnapshotArgs, SnapshotOpts};
 use anyhow::{bail, Context, Result};
 use rbac::model::{is_cluster_scoped, AdminPath, Grantee, Identity, IdentityRules, ADMIN_PATHS};
 use rbac::{
@@ -18,7 +18,7 @@ pub fn run(args: RbacArgs) -> Result<u8> {
     match args.command {
         RbacCommand::PodWriters { snap, format } => {
             let (s, opts) = load(&snap)?;
-            let m = Model::new(&s);
+            let m = model(&s, &snap.opts);
             let writers = m.pod_writers(opts);
             match format {
                 RbacFormat::Json => json_lines(&mut out, &writers)?,
@@ -54,7 +54,7 @@ pub fn run(args: RbacArgs) -> Result<u8> {
                 opts,
             };
             let (s, _) = load(&sargs)?;
-            let m = Model::new(&s);
+            let m = model(&s, &sargs.opts);
             let scope = match (&namespace, all_namespaces) {
                 (Some(_), true) => bail!("give either -n NAMESPACE or --all-namespaces, not both"),
                 (Some(ns), false) => Scope::Namespace(ns.clone()),
@@ -79,7 +79,7 @@ pub fn run(args: RbacArgs) -> Result<u8> {
         }
         RbacCommand::RoleAdmins { snap, format } => {
             let (s, _) = load(&snap)?;
-            let m = Model::new(&s);
+            let m = model(&s, &snap.opts);
             let rows = role_admins(&m);
             match format {
                 RbacFormat::Json => json_lines(&mut out, &rows)?,
@@ -94,7 +94,7 @@ pub fn run(args: RbacArgs) -> Result<u8> {
             format,
         } => {
             let (s, opts) = load(&snap)?;
-            let m = Model::new(&s);
+            let m = model(&s, &snap.opts);
             let id = Identity::new(&r#as, &as_group);
             let rules = m.rules_for(&id);
             let report = check_report(&id, &rules, opts);
@@ -147,10 +147,18 @@ fn load(a: &SnapshotArgs) -> Result<(Snapshot, PodWriteOptions)> {
     for e in &s.errors {
         let _ = writeln!(err, "kubeward: {e}");
     }
+    Ok((s, PodWriteOptions::for_version(kube_version)))
+}
+
+/// Builds the model, then names its latent bindings and prints the summary line on stderr
+/// (unless --quiet).
+fn model<'s>(s: &'s Snapshot, o: &SnapshotOpts) -> Model<'s> {
+    let m = Model::new(s);
+    let mut err = io::stderr().lock();
     let defaulted = s.roles.iter().filter(|r| r.defaulted_namespace).count()
         + s.bindings.iter().filter(|b| b.defaulted_namespace).count();
     if !o.quiet {
-        report_latent(&s, &mut err);
+        report_latent(&m, &mut err);
         let skipped: usize = s.skipped.values().sum();
         let kinds = s
             .skipped
@@ -173,13 +181,13 @@ fn load(a: &SnapshotArgs) -> Result<(Snapshot, PodWriteOptions)> {
             if s.errors.is_empty() { String::new() } else { format!("; {} documents could not be read", s.errors.len()) }
         );
     }
-    Ok((s, PodWriteOptions::for_version(kube_version)))
+    m
 }
 
 /// Bindings to roles that do not exist grant nothing yet, and start granting the moment the
 /// role is created: each is named on stderr.
-fn report_latent(s: &Snapshot, err: &mut impl Write) {
-    for b in s.bindings.iter().filter(|b| s.bound_role(b).is_none()) {
+fn report_latent(m: &Model, err: &mut impl Write) {
+    for b in m.latent_bindings() {
         let at = b
             .namespace
             .as_ref()
