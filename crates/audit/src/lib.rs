@@ -4,8 +4,12 @@
 //!   (Event or EventList per record).
 //! - [`framing`]: cutting inputs into chunks of whole records (JSON lines, or JSON documents
 //!   spread over lines), with a cap on record size.
-//! - [`input`]: files, standard input, gzip, directories.
+//! - [`input`]: files, standard input, gzip, directories, windowed memory maps.
+//! - [`needle`]: finding the prefilter's needle and counting lines in one pass.
+//! - [`head`]: the validating scan that keeps only a record's head (`--no-prefilter`).
 //! - [`scan`]: the prefiltering line visitor and the parallel, order-keeping driver.
+
+#![warn(missing_docs)]
 
 pub mod event;
 pub mod framing;

@@ -9,6 +9,8 @@
 //! Any failed list (a 403 for one kind, say) fails the whole load: a snapshot that silently
 //! lacks one kind would make every later answer wrong.
 
+#![warn(missing_docs)]
+
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use rbac::objects::Origin;

@@ -7,6 +7,8 @@
 //! - [`suppress`]: built-in and user suppressions (YAML config).
 //! - [`engine`]: per-chunk work and the in-order collector.
 
+#![warn(missing_docs)]
+
 pub mod alert;
 pub mod clusterrole_pod_write;
 pub mod engine;

@@ -6,6 +6,8 @@
 //! `pkg/apis/rbac/v1/evaluation_helpers.go` ([`rule::rule_allows`]), so that a rule is judged
 //! exactly as the authorizer would judge it, one `PolicyRule` at a time.
 
+#![warn(missing_docs)]
+
 pub mod model;
 pub mod objects;
 pub mod patch;

@@ -23,6 +23,8 @@
 //! RFC 3339 in UTC with a fixed number of fraction digits (what the API server writes,
 //! `2024-05-01T12:00:00.123456Z`) sorts in time order.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,27 +77,42 @@ pub enum StoreError {
     /// The file could not be opened or created.
     #[error("{}: cannot open state file: {source}", path.display())]
     Open {
+        /// The state file.
         path: PathBuf,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
     /// Another process held the file's lock for longer than the busy timeout.
     #[error("{}: state file is locked by another process (is another kubeward running on it?)", path.display())]
-    Locked { path: PathBuf },
+    Locked {
+        /// The state file.
+        path: PathBuf,
+    },
     /// The file exists but is not a kubeward state file; it was left untouched.
     #[error("{}: not a kubeward state file: {reason}", path.display())]
-    NotAStateFile { path: PathBuf, reason: String },
+    NotAStateFile {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
     /// The file was written by a newer kubeward.
     #[error("{}: state file has schema version {found}, this kubeward supports up to {supported}; use a newer kubeward or another file", path.display())]
     NewerSchema {
+        /// The state file.
         path: PathBuf,
+        /// Its schema version.
         found: u32,
+        /// The newest version this build knows.
         supported: u32,
     },
     /// Any other SQLite error.
     #[error("{}: {source}", path.display())]
     Sql {
+        /// The state file.
         path: PathBuf,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
@@ -107,8 +124,11 @@ pub enum StoreError {
 /// An RBAC object as last seen. `namespace` is `""` for cluster-scoped objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
+    /// `ClusterRole`, `Role`, `ClusterRoleBinding` or `RoleBinding`.
     pub kind: String,
+    /// Namespace, `""` for cluster-scoped objects.
     pub namespace: String,
+    /// Name.
     pub name: String,
     /// The object as JSON text.
     pub json: String,
@@ -116,6 +136,7 @@ pub struct StoredObject {
     pub audit_id: String,
     /// That event's `stageTimestamp`.
     pub time: String,
+    /// `metadata.resourceVersion` of the stored content, when known.
     pub resource_version: Option<String>,
     /// When set, a metadata-level event changed the object at that time and `json` is
     /// the last content known before it.
@@ -127,8 +148,11 @@ pub struct StoredObject {
 pub struct StoredAlert {
     /// Insertion order.
     pub seq: i64,
+    /// Rule id.
     pub rule_id: String,
+    /// The audit ID of the event that raised it.
     pub audit_id: String,
+    /// The event's time, when known.
     pub time: Option<String>,
     /// The full alert as JSON text.
     pub json: String,
