@@ -133,7 +133,11 @@ pub fn investigation(c: &Context) -> Vec<String> {
             sh(a)
         ));
     }
-    out.push("Find who else can create or change cluster roles (and so could have made this change): kubectl get clusterroles -o json | jq -r '.items[] | select(any(.rules[]?; ((.apiGroups // []) | index(\"rbac.authorization.k8s.io\") or index(\"*\")) and ((.resources // []) | index(\"clusterroles\") or index(\"*\")) and ((.verbs // []) | index(\"create\") or index(\"update\") or index(\"patch\") or index(\"escalate\") or index(\"*\")))) | .metadata.name' — then list the bindings of each role found".to_string());
+    out.push(format!(
+        "With kubeward, against the cluster (or a snapshot file instead of --live): who holds this role and what it grants: kubeward rbac pod-writers --live --format json | jq -c --arg role {role} 'select(.name == $role)'"
+    ));
+    out.push("With kubeward: every path to granting pod write (create or change cluster roles, escalate, bind, impersonate, create bindings), aggregation and system:masters included: kubeward rbac role-admins --live".to_string());
+    out.push("Without kubeward: find who else can create or change cluster roles (and so could have made this change): kubectl get clusterroles -o json | jq -r '.items[] | select(any(.rules[]?; ((.apiGroups // []) | index(\"rbac.authorization.k8s.io\") or index(\"*\")) and ((.resources // []) | index(\"clusterroles\") or index(\"*\")) and ((.verbs // []) | index(\"create\") or index(\"update\") or index(\"patch\") or index(\"escalate\") or index(\"*\")))) | .metadata.name' — then list the bindings of each role found".to_string());
     out.push(format!(
         "If RBAC manifests live in Git, find the commit that introduced the role: git log --all --format='%h %an <%ae> %ad %s' -S {} -- '*.yaml' '*.yml' '*.json'",
         sh(&format!("name: {}", c.role))
@@ -251,6 +255,34 @@ mod tests {
 
     fn r(j: &str) -> PolicyRule {
         serde_json::from_str(j).unwrap()
+    }
+
+    #[test]
+    fn investigation_names_the_role_quoted_everywhere() {
+        let c = Context {
+            role: "it's-a-role",
+            actor: Some("alice"),
+            impersonated: None,
+            log_hint: Some("audit.log"),
+        };
+        let steps = investigation(&c);
+        let quoted = sh("it's-a-role");
+        assert!(steps
+            .iter()
+            .any(|s| s.contains(&format!("kubectl get clusterrole {quoted} -o yaml"))));
+        assert!(steps.iter().any(|s| s.contains(&format!(
+            "kubeward rbac pod-writers --live --format json | jq -c --arg role {quoted}"
+        ))));
+        assert!(steps
+            .iter()
+            .any(|s| s.ends_with("kubeward rbac role-admins --live")));
+        // The raw name never appears unquoted in a command.
+        assert!(
+            steps.iter().all(|s| !s.contains(" it's-a-role")),
+            "{steps:?}"
+        );
+        let fixes = resolution(&c);
+        assert!(fixes[0].ends_with(&format!("kubectl delete clusterrole {quoted}")));
     }
 
     #[test]
