@@ -24,7 +24,8 @@ pub enum Command {
 const RBAC_ABOUT: &str = "\
 Answer RBAC questions exactly as the API server's authorizer would, from snapshot files:
 what `kubectl get clusterroles,clusterrolebindings,roles,rolebindings -A -o yaml` (or -o json)
-writes, or manifests (multi-document YAML, JSON, List kinds; other kinds are skipped).
+writes, or manifests (multi-document YAML, JSON, List kinds; other kinds are skipped); or
+from a cluster with --live (the current kubeconfig, or --kubeconfig and --context).
 
 Aggregated ClusterRoles (admin, edit, view, and any role with an aggregationRule) are resolved
 from their selectors, so roles stored with `rules: null` are judged by what they really grant.
