@@ -370,8 +370,9 @@ impl EventHead<'_> {
     }
 }
 
-/// Decodes only an [`EventHead`], checking that the record is a well-formed audit Event (or
-/// EventList).
+/// Decodes only an [`EventHead`] with serde, checking that the record is an audit Event (or
+/// EventList). The scan uses [`crate::head::scan_head`]; this is the serde-derived
+/// reference it is property-tested against.
 pub fn parse_head(bytes: &[u8]) -> Result<EventHead<'_>, RecordError> {
     require_object(bytes)?;
     // from_slice checks UTF-8 only in the few strings it decodes: skipped values are scanned,

@@ -33,11 +33,6 @@ impl LineNeedle {
         }
     }
 
-    /// The needle's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.needle
-    }
-
     /// The first occurrence at or after `pos`, and the number of newlines in `hay[pos..hit]`
     /// (to the end of `hay` when there is none).
     pub fn next(&self, hay: &[u8], pos: usize) -> (Option<usize>, u64) {

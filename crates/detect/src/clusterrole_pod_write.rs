@@ -94,8 +94,6 @@ pub fn is_successful_change(ev: &Event, notes: &mut Vec<String>) -> bool {
 struct RoleBody<'a> {
     #[serde(borrow, default)]
     kind: Option<audit::Text<'a>>,
-    #[serde(rename = "apiVersion", borrow, default)]
-    api_version: Option<audit::Text<'a>>,
     #[serde(borrow, default)]
     metadata: Option<Meta<'a>>,
     #[serde(borrow, default)]
@@ -237,7 +235,6 @@ pub fn role_rules<'a>(ev: &Event<'a>, notes: &mut Vec<String>) -> Option<RoleRul
     }
     let body: RoleBody = serde_json::from_str(text).ok()?;
     let raws = body.rules.flatten()?;
-    let _ = body.api_version;
     notes.push("rules read from a merge patch: they replace the role's rules (PolicyRule lists have no merge key)".into());
     Some(RoleRules {
         source: RulesSource::Patch,
@@ -346,7 +343,6 @@ pub fn evaluate(ev: &Event, opts: &RuleOptions) -> Option<Alert> {
         return None;
     }
     let mut offending_idx: Vec<usize> = grants.iter().map(|g| g.rule_index).collect();
-    offending_idx.dedup();
     offending_idx.sort_unstable();
     offending_idx.dedup();
     let offending: Vec<&PolicyRule> = offending_idx.iter().map(|&i| &parsed[i]).collect();

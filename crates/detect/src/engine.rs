@@ -103,11 +103,6 @@ impl Engine {
         }
     }
 
-    /// The engine's options.
-    pub fn options(&self) -> &EngineOptions {
-        &self.opts
-    }
-
     /// Processes one chunk.
     pub fn process(&self, chunk: &Chunk) -> ChunkReport {
         let mut rep = ChunkReport::default();
