@@ -8,6 +8,7 @@
 //! - [`needle`]: finding the prefilter's needle and counting lines in one pass.
 //! - [`head`]: the validating scan that keeps only a record's head (`--no-prefilter`).
 //! - [`scan`]: the prefiltering line visitor and the parallel, order-keeping driver.
+//! - [`time`]: RFC 3339 times, normalized so that text order is time order.
 
 #![warn(missing_docs)]
 
@@ -17,12 +18,16 @@ pub mod head;
 pub mod input;
 pub mod needle;
 pub mod scan;
+pub mod time;
 
 pub use event::{
     parse_head, parse_record, Event, EventHead, ObjectRef, Record, RecordError, ResponseStatus,
     Text, UserInfo,
 };
 pub use framing::{Chunk, ChunkKind, Framing};
-pub use input::{expand, open, InputError, InputSpec, Opened, ReadOptions};
+pub use input::{
+    expand, fingerprint, fingerprint_matches, open, open_at, InputError, InputSpec, Opened,
+    ReadOptions,
+};
 pub use needle::LineNeedle;
 pub use scan::{run_ordered, visit_lines, LineIssue, LineStats};

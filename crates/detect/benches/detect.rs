@@ -40,6 +40,7 @@ fn engine(prefilter: bool) -> Engine {
             rule: RuleOptions::default(),
             prefilter,
             max_record: 1 << 20,
+            stateful: false,
         },
         Suppressions::new(&Config::default()),
     )

@@ -7,6 +7,8 @@ use serde_json::value::RawValue;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Nothing established: a change worth a look (e.g. a role changed with no body logged).
+    Info,
     /// Limited grants: only named pods, or no way to run code.
     Medium,
     /// Unrestricted grants that run code in pods (create, modify, exec, attach, debug, ...).
@@ -19,6 +21,7 @@ impl Severity {
     /// Lower-case name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Severity::Info => "info",
             Severity::Medium => "medium",
             Severity::High => "high",
             Severity::Critical => "critical",
@@ -36,6 +39,98 @@ pub enum RulesSource {
     RequestObject,
     /// The rules a patch document adds or sets.
     Patch,
+    /// The last known object with the logged patch applied (stateful detection).
+    PatchedState,
+    /// No body was logged (metadata level); nothing was read.
+    NotLogged,
+}
+
+/// What the state knew of the object before the change (stateful detection only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreviousState {
+    /// The object did not exist (a create).
+    Absent,
+    /// Its previous content was known: only what the change added is reported.
+    Known,
+    /// Its previous content was not known (never seen, or changed with no body logged since).
+    Unknown,
+}
+
+/// An aggregating ClusterRole that gains pod write through a change to a role it selects.
+#[derive(Debug, Clone, Serialize)]
+pub struct AggregatorGain {
+    /// The aggregating ClusterRole.
+    pub role: String,
+    /// What it now grants that it did not before.
+    pub newly_granted: Vec<Grant>,
+    /// Who holds it, and so gains too.
+    pub bound_subjects: Vec<rbac::model::BoundSubject>,
+}
+
+/// A subject given pod write it did not have by a binding change.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectGain {
+    /// `User`, `Group` or `ServiceAccount`.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Namespace (ServiceAccounts).
+    pub namespace: Option<String>,
+    /// What the subject stands for, for implicit or broad groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// What it may now do to pods that it could not through any other binding of it.
+    pub newly_granted: Vec<Grant>,
+}
+
+/// Another RBAC change by the same actor, shortly before the alerting one.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentChange {
+    /// When.
+    pub time: String,
+    /// Verb.
+    pub verb: String,
+    /// Kind of the object.
+    pub kind: String,
+    /// Namespace, when namespaced.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Its auditID.
+    pub audit_id: String,
+}
+
+/// What the RBAC model adds to an alert (stateful detection only).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Context {
+    /// What the change granted that was not granted before, when `previous_state` is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newly_granted: Option<Vec<Grant>>,
+    /// The object's rules before the change, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_rules: Option<Vec<serde_json::Value>>,
+    /// What was known of the object before the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_state: Option<PreviousState>,
+    /// Aggregating ClusterRoles that gain pod write (`clusterrole-pod-write-aggregated`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregated_into: Option<Vec<AggregatorGain>>,
+    /// Subjects a binding change gives pod write to (`pod-write-role-bound`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subjects_granted: Option<Vec<SubjectGain>>,
+    /// Everyone bound to the role, after the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound_subjects: Option<Vec<rbac::model::BoundSubject>>,
+    /// Who else can create or change ClusterRoles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_admins: Option<Vec<rbac::Grantee>>,
+    /// The actor's other RBAC changes in the hour before this one (the latest 20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_recent_changes: Option<Vec<RecentChange>>,
+    /// How many such changes there are in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_recent_changes_total: Option<u64>,
 }
 
 /// The identity that made the request.
@@ -95,8 +190,20 @@ pub struct Alert {
     pub cluster: Option<String>,
     /// Verb of the request.
     pub verb: String,
-    /// Name of the ClusterRole.
+    /// Name of the ClusterRole (for binding alerts: the role bound).
     pub role: Option<String>,
+    /// For binding alerts: the kind of the role bound, `ClusterRole` or `Role`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_kind: Option<&'static str>,
+    /// For binding alerts: `ClusterRoleBinding` or `RoleBinding`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding_kind: Option<&'static str>,
+    /// For binding alerts: the binding's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+    /// Namespace of a namespaced object (RoleBinding, Role).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The authenticated identity: the real actor, also when it impersonated someone.
     pub actor: Actor,
     /// The identity it impersonated, when it did.
@@ -127,6 +234,9 @@ pub struct Alert {
     pub resolution: Vec<String>,
     /// The role's rules with pod write taken out: a starting point for a least-privilege role.
     pub least_privilege_rules: Vec<serde_json::Value>,
+    /// What the RBAC model knows around the change (stateful detection).
+    #[serde(flatten)]
+    pub context: Context,
     /// Caveats about the evidence (missing fields, skipped bodies, version assumptions).
     pub notes: Vec<String>,
     /// Where the event was read.

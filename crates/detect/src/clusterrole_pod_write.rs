@@ -330,66 +330,29 @@ pub fn severity(rules: &[&PolicyRule], grants: &[PodWriteGrant]) -> Severity {
     }
 }
 
-/// Evaluates the rule on one event.
-pub fn evaluate(ev: &Event, opts: &RuleOptions) -> Option<Alert> {
-    let mut notes = Vec::new();
-    if !is_successful_change(ev, &mut notes) {
-        return None;
-    }
-    let found = role_rules(ev, &mut notes)?;
-    let parsed: Vec<PolicyRule> = found.rules.iter().map(|(_, r)| r.clone()).collect();
-    let grants = role_pod_write(&parsed, opts.pod_write);
-    if grants.is_empty() {
-        return None;
-    }
-    let mut offending_idx: Vec<usize> = grants.iter().map(|g| g.rule_index).collect();
-    offending_idx.sort_unstable();
-    offending_idx.dedup();
-    let offending: Vec<&PolicyRule> = offending_idx.iter().map(|&i| &parsed[i]).collect();
-    let sev = severity(&offending, &grants);
-    if grants.iter().any(|g| g.verb == "get") {
-        let v = opts.kube_version.map_or(
-            "the cluster's version is not known (--kube-version)".to_string(),
-            |v| format!("--kube-version {v}"),
-        );
-        notes.push(format!(
-            "`get` on pods/exec, pods/attach or pods/portforward is counted: before Kubernetes 1.35 a WebSocket connection needs only `get` ({v}; kubernetes#134577)"
-        ));
-    }
-    let role = ev
-        .object_ref
-        .as_ref()
-        .and_then(|o| o.name.as_ref())
-        .map(|n| n.to_string())
-        .or(found.name);
-    let actor_info = ev.user.as_ref().map(actor).unwrap_or(Actor {
-        username: None,
-        uid: None,
-        groups: vec![],
-    });
-    let summary = summarize(&grants);
-    let ctx = explain::Context {
-        role: role.as_deref().unwrap_or("<unnamed>"),
-        actor: actor_info.username.as_deref(),
-        impersonated: ev
-            .impersonated_user
-            .as_ref()
-            .and_then(|u| u.username.as_deref()),
-        log_hint: opts.log_hint.as_deref(),
-    };
-    let investigation = explain::investigation(&ctx);
-    let resolution = explain::resolution(&ctx);
-    Some(Alert {
+/// An alert carrying the event's facts (who, from where, when, how) and nothing rule-specific
+/// yet: `role`, rules, grants and explanations are filled in by [`fill`] or by the stateful
+/// rules.
+pub fn base_alert(ev: &Event, opts: &RuleOptions) -> Alert {
+    Alert {
         rule_id: RULE_ID,
         title: TITLE,
-        severity: sev,
+        severity: Severity::Medium,
         audit_id: ev.audit_id.as_ref().map(|s| s.to_string()),
         time: ev.time().map(str::to_string),
         cluster: opts.cluster.clone(),
         verb: ev.verb().to_string(),
-        role,
+        role: None,
+        role_kind: None,
+        binding_kind: None,
+        binding: None,
+        namespace: None,
         impersonated_user: ev.impersonated_user.as_ref().map(actor),
-        actor: actor_info,
+        actor: ev.user.as_ref().map(actor).unwrap_or(Actor {
+            username: None,
+            uid: None,
+            groups: vec![],
+        }),
         source_ips: ev
             .source_ips
             .iter()
@@ -401,20 +364,121 @@ pub fn evaluate(ev: &Event, opts: &RuleOptions) -> Option<Alert> {
         response_code: ev.code(),
         level: ev.level.as_ref().map(|s| s.to_string()),
         stage: ev.stage.as_ref().map(|s| s.to_string()),
-        rules_source: found.source,
-        offending_rules: offending_idx
-            .iter()
-            .filter_map(|&i| RawValue::from_string(compact_json(found.rules[i].0.get())).ok())
-            .collect(),
-        why: explain::why(&grants, sev),
-        investigation,
-        resolution,
-        least_privilege_rules: explain::least_privilege(&parsed, opts.pod_write),
-        grants: summary,
-        notes,
+        rules_source: RulesSource::NotLogged,
+        offending_rules: Vec::new(),
+        grants: Vec::new(),
+        why: Vec::new(),
+        investigation: Vec::new(),
+        resolution: Vec::new(),
+        least_privilege_rules: Vec::new(),
+        context: Default::default(),
+        notes: Vec::new(),
         source: None,
         suppressed_by: None,
-    })
+    }
+}
+
+/// The grants of `after` that `before` does not already give: a grant is covered when an
+/// earlier one has the same verb and resource and is unrestricted or lists every name it lists.
+pub fn newly_granted(after: &[PodWriteGrant], before: &[PodWriteGrant]) -> Vec<PodWriteGrant> {
+    after
+        .iter()
+        .filter(|g| {
+            !before.iter().any(|b| {
+                b.verb == g.verb
+                    && b.resource == g.resource
+                    && (b.resource_names.is_empty()
+                        || (!g.resource_names.is_empty()
+                            && g.resource_names
+                                .iter()
+                                .all(|n| b.resource_names.contains(n))))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Fills the rule-specific part of `alert` for a ClusterRole `role` whose rules are `rules`
+/// (each as logged, with its parsed form). `report` are the grants to explain and rate: all of
+/// the role's grants, or only the newly granted ones when the previous state is known.
+/// Returns `false` (and leaves the alert as it was) when `report` is empty.
+pub fn fill(
+    alert: &mut Alert,
+    role: Option<String>,
+    rules: &[(String, PolicyRule)],
+    report: &[PodWriteGrant],
+    opts: &RuleOptions,
+) -> bool {
+    if report.is_empty() {
+        return false;
+    }
+    let parsed: Vec<PolicyRule> = rules.iter().map(|(_, r)| r.clone()).collect();
+    let grants = role_pod_write(&parsed, opts.pod_write);
+    let mut offending_idx: Vec<usize> = report.iter().map(|g| g.rule_index).collect();
+    offending_idx.sort_unstable();
+    offending_idx.dedup();
+    let offending: Vec<&PolicyRule> = offending_idx
+        .iter()
+        .filter_map(|&i| parsed.get(i))
+        .collect();
+    let sev = severity(&offending, report);
+    if report.iter().any(|g| g.verb == "get") {
+        let v = opts.kube_version.map_or(
+            "the cluster's version is not known (--kube-version)".to_string(),
+            |v| format!("--kube-version {v}"),
+        );
+        alert.notes.push(format!(
+            "`get` on pods/exec, pods/attach or pods/portforward is counted: before Kubernetes 1.35 a WebSocket connection needs only `get` ({v}; kubernetes#134577)"
+        ));
+    }
+    let ctx = explain::Context {
+        role: role.as_deref().unwrap_or("<unnamed>"),
+        actor: alert.actor.username.as_deref(),
+        impersonated: alert
+            .impersonated_user
+            .as_ref()
+            .and_then(|u| u.username.as_deref()),
+        log_hint: opts.log_hint.as_deref(),
+    };
+    alert.investigation = explain::investigation(&ctx);
+    alert.resolution = explain::resolution(&ctx);
+    alert.severity = sev;
+    alert.role = role;
+    alert.offending_rules = offending_idx
+        .iter()
+        .filter_map(|&i| rules.get(i))
+        .filter_map(|(raw, _)| RawValue::from_string(compact_json(raw)).ok())
+        .collect();
+    alert.why = explain::why(report, sev);
+    alert.least_privilege_rules = explain::least_privilege(&parsed, opts.pod_write);
+    alert.grants = summarize(&grants);
+    true
+}
+
+/// Evaluates the rule on one event, on its own (no state).
+pub fn evaluate(ev: &Event, opts: &RuleOptions) -> Option<Alert> {
+    let mut notes = Vec::new();
+    if !is_successful_change(ev, &mut notes) {
+        return None;
+    }
+    let found = role_rules(ev, &mut notes)?;
+    let rules: Vec<(String, PolicyRule)> = found
+        .rules
+        .into_iter()
+        .map(|(raw, r)| (raw.get().to_string(), r))
+        .collect();
+    let parsed: Vec<PolicyRule> = rules.iter().map(|(_, r)| r.clone()).collect();
+    let grants = role_pod_write(&parsed, opts.pod_write);
+    let role = ev
+        .object_ref
+        .as_ref()
+        .and_then(|o| o.name.as_ref())
+        .map(|n| n.to_string())
+        .or(found.name);
+    let mut alert = base_alert(ev, opts);
+    alert.notes = notes;
+    alert.rules_source = found.source;
+    fill(&mut alert, role, &rules, &grants, opts).then_some(alert)
 }
 
 #[cfg(test)]

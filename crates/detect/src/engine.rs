@@ -2,6 +2,7 @@
 //! core, and the in-order collector (line numbers, de-duplication, counts).
 
 use crate::alert::{Alert, Location};
+use crate::change::{self, Change, CHANGE_VERBS};
 use crate::clusterrole_pod_write::{self, RuleOptions};
 use crate::suppress::Suppressions;
 use audit::framing::trim;
@@ -31,6 +32,29 @@ pub fn may_be_write(line: &[u8]) -> bool {
     })
 }
 
+/// The prefilter's needle in stateful mode: every RBAC resource name (`clusterroles`, `roles`,
+/// `clusterrolebindings`, `rolebindings`) contains it, in `objectRef.resource` and the URI.
+pub const STATE_NEEDLE: &[u8] = b"role";
+
+/// Second prefilter stage in stateful mode: a `"verb"` key followed by a verb that changes
+/// objects (create, update, patch, delete, deletecollection). Same reasoning as
+/// [`may_be_write`].
+pub fn may_be_change(line: &[u8]) -> bool {
+    memchr::memmem::find_iter(line, b"\"verb\"").any(|at| {
+        let rest = skip_ws(&line[at + 6..]);
+        let Some(rest) = rest.strip_prefix(b":") else {
+            return false;
+        };
+        let rest = skip_ws(rest);
+        CHANGE_VERBS.iter().any(|v| {
+            rest.len() > v.len() + 1
+                && rest[0] == b'"'
+                && &rest[1..=v.len()] == v.as_bytes()
+                && rest[v.len() + 1] == b'"'
+        })
+    })
+}
+
 fn skip_ws(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
     &b[n..]
@@ -45,6 +69,9 @@ pub struct EngineOptions {
     pub prefilter: bool,
     /// Longest record kept.
     pub max_record: usize,
+    /// Stateful detection: hand every RBAC change to the tracker ([`Finding::Change`])
+    /// instead of judging ClusterRole events on their own.
+    pub stateful: bool,
 }
 
 /// Something found in a chunk, with its line relative to the chunk.
@@ -58,6 +85,15 @@ pub enum Finding {
         item: Option<usize>,
         /// The alert.
         alert: Box<Alert>,
+    },
+    /// An RBAC change, for the stateful tracker.
+    Change {
+        /// Relative line.
+        rel_line: u64,
+        /// EventList item index.
+        item: Option<usize>,
+        /// The change.
+        change: Box<Change>,
     },
     /// A record that could not be used.
     Malformed {
@@ -95,7 +131,8 @@ pub struct Engine {
 impl Engine {
     /// A new engine.
     pub fn new(opts: EngineOptions, suppressions: Suppressions) -> Self {
-        let finder = opts.prefilter.then(|| LineNeedle::new(NEEDLE));
+        let needle = if opts.stateful { STATE_NEEDLE } else { NEEDLE };
+        let finder = opts.prefilter.then(|| LineNeedle::new(needle));
         Engine {
             opts,
             suppressions,
@@ -116,7 +153,12 @@ impl Engine {
                     self.finder.as_ref(),
                     self.opts.max_record,
                     |rel, line| {
-                        if self.finder.is_some() && !may_be_write(line) {
+                        let second = if self.opts.stateful {
+                            may_be_change
+                        } else {
+                            may_be_write
+                        };
+                        if self.finder.is_some() && !second(line) {
                             not_writes += 1;
                         } else {
                             events += self.record(rel, line, &mut findings.borrow_mut());
@@ -190,7 +232,16 @@ impl Engine {
         // whole event only when the head says it could matter.
         if self.finder.is_none() {
             match audit::head::scan_head(bytes).and_then(|h| h.check().map(|()| h)) {
-                Ok(h) if !h.is_list && !clusterrole_pod_write::head_may_match(&h) => return 1,
+                Ok(h)
+                    if !h.is_list
+                        && !(if self.opts.stateful {
+                            change::head_may_match(&h)
+                        } else {
+                            clusterrole_pod_write::head_may_match(&h)
+                        }) =>
+                {
+                    return 1
+                }
                 Ok(_) => {}
                 Err(e) => {
                     out.push(Finding::Malformed {
@@ -236,6 +287,16 @@ impl Engine {
     }
 
     fn event(&self, rel: u64, item: Option<usize>, ev: &Event, out: &mut Vec<Finding>) {
+        if self.opts.stateful {
+            if let Some(change) = change::extract(ev, &self.opts.rule) {
+                out.push(Finding::Change {
+                    rel_line: rel,
+                    item,
+                    change: Box::new(change),
+                });
+            }
+            return;
+        }
         if let Some(mut alert) = clusterrole_pod_write::evaluate(ev, &self.opts.rule) {
             alert.suppressed_by = self.suppressions.matching(&alert);
             out.push(Finding::Alert {
@@ -277,6 +338,8 @@ pub struct Tally {
 pub enum Output {
     /// An alert, or a suppressed alert (`suppressed_by` set).
     Alert(Box<Alert>),
+    /// An RBAC change for the stateful tracker, with where it was read.
+    Change(Box<Change>, Location),
     /// A malformed record.
     Malformed {
         /// Its location.
@@ -314,8 +377,13 @@ impl Collector {
 
     /// Starts a new input.
     pub fn begin(&mut self, path: &str) {
+        self.begin_at(path, 0);
+    }
+
+    /// Starts a new input whose first `line` lines were read by an earlier run.
+    pub fn begin_at(&mut self, path: &str, line: u64) {
         self.path = path.to_string();
-        self.base = 0;
+        self.base = line;
         self.tally.inputs += 1;
     }
 
@@ -348,6 +416,18 @@ impl Collector {
                         reason,
                     });
                 }
+                Finding::Change {
+                    rel_line,
+                    item,
+                    change,
+                } => emit(Output::Change(
+                    change,
+                    Location {
+                        path: self.path.clone(),
+                        line: self.base + rel_line + 1,
+                        item,
+                    },
+                )),
                 Finding::Alert {
                     rel_line,
                     item,
@@ -390,6 +470,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn change_verbs_pass_the_stateful_second_stage() {
+        for (line, want) in [
+            (
+                &br#"{"verb":"delete","objectRef":{"resource":"roles"}}"#[..],
+                true,
+            ),
+            (br#"{"verb" : "deletecollection"}"#, true),
+            (br#"{"verb":"deletes"}"#, false),
+            (br#"{"verb":"get"}"#, false),
+            (br#"{"verb":"list","x":{"verb":"patch"}}"#, true),
+            (br#"{"verb":"patch"#, false),
+        ] {
+            assert_eq!(
+                may_be_change(line),
+                want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
     fn write_verbs_pass_the_second_stage() {
         for (line, want) in [
             (
@@ -411,6 +513,12 @@ mod tests {
             (br#"{"verb":"creates"}"#, false),
             (br#"{"verb""#, false),
         ] {
+            assert_eq!(
+                may_be_change(line),
+                want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
             assert_eq!(
                 may_be_write(line),
                 want,

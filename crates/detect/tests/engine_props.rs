@@ -25,6 +25,7 @@ fn engine(prefilter: bool) -> Engine {
             rule: RuleOptions::default(),
             prefilter,
             max_record: 1 << 20,
+            stateful: false,
         },
         Suppressions::new(&Config::default()),
     )
@@ -66,6 +67,7 @@ fn run(engine: &Engine, input: &[u8], chunk_size: usize) -> Run {
                         serde_json::to_string(&alert).expect("alerts serialize"),
                     ));
                 }
+                Finding::Change { .. } => panic!("a stateless engine hands out no changes"),
                 Finding::Malformed { rel_line, .. } => {
                     assert!(
                         rel_line < rep.lines.max(1),

@@ -19,6 +19,35 @@ pub enum Command {
     /// Ask an RBAC snapshot: which roles write pods, who can do what, who can change roles.
     #[command(long_about = RBAC_ABOUT)]
     Rbac(RbacArgs),
+    /// List the alerts stored in a state file (kubeward detect --state), oldest first.
+    #[command(long_about = crate::alerts_cmd::ABOUT, after_help = crate::alerts_cmd::AFTER)]
+    Alerts(AlertsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AlertsArgs {
+    /// The state file that `kubeward detect --state` wrote.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "KUBEWARD_STATE",
+        default_value = "kubeward.db"
+    )]
+    pub state: PathBuf,
+
+    /// Only alerts at or after this time: RFC 3339, or a duration back from now (90s, 30m,
+    /// 2h, 7d, 1w).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only alerts of this rule id (repeatable: any of them).
+    #[arg(long = "rule", value_name = "RULE")]
+    pub rules: Vec<String>,
+
+    /// Output format: text (one line per alert) or json (each stored alert, one per line)
+    /// [default: text on a terminal, json otherwise].
+    #[arg(long, value_enum, hide_possible_values = true)]
+    pub format: Option<Format>,
 }
 
 const RBAC_ABOUT: &str = "\
@@ -169,7 +198,21 @@ never alert.
 
 Input: audit.k8s.io/v1 (or v1beta1) Events or EventLists, one per line (the log backend's
 format, or saved webhook batches), or one JSON document / array of Events spread over lines.
-Gzip files (also multi-member: rotated logs) are read as such whatever their name.";
+Gzip files (also multi-member: rotated logs) are read as such whatever their name.
+
+Stateful detection (--state FILE.db, --rbac-snapshot, or --stateful) keeps a model of the
+cluster's RBAC while reading: ClusterRoles, Roles and their bindings, seeded from snapshots and
+Kubernetes' bootstrap policy, updated by every create, update, patch (applied to the last known
+object when only the patch is logged) and delete. Then:
+  clusterrole-pod-write             only pod write the role did not grant before (newly_granted)
+  clusterrole-pod-write-aggregated  a role picked up by edit/admin/view or any aggregationRule
+                                    that makes the aggregating role gain pod write
+  pod-write-role-bound              a binding gives a pod-write role to subjects who lacked it
+  clusterrole-changed-unverified    a ClusterRole changed and the log does not show how
+and every alert lists the role's bound subjects, who can change ClusterRoles, and the actor's
+other RBAC changes in the hour before. With --state, alerts and input positions persist:
+rerunning over the same or overlapping logs never prints an alert twice (`kubeward alerts`
+lists what is stored).";
 
 const DETECT_AFTER: &str = "\
 Examples:
@@ -178,9 +221,11 @@ Examples:
   kubectl logs ... | kubeward detect -                 standard input
   kubeward detect --format json audit.log | jq -r '.role'
   kubeward detect --exit-code 1 --cluster prod audit.log   fail a CI job on any alert
+  kubeward detect --state kw.db --rbac-snapshot rbac.yaml audit.log   stateful, resumable
 
 Every line is accounted for. Lines that cannot hold a ClusterRole write (no `clusterroles`, or
-no create/update/patch verb) are skipped unparsed and counted in the summary; every other line
+no create/update/patch verb; stateful: no `role`, or no create/update/patch/delete/
+deletecollection verb) are skipped unparsed and counted in the summary; every other line
 is parsed, and a malformed one is reported on stderr as PATH:LINE: reason and skipped.
 --no-prefilter parses (and so checks) every line. A summary line on stderr ends every run.
 
@@ -259,6 +304,28 @@ pub struct DetectArgs {
     /// Worker threads [default: the number of cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// Stateful detection, persisted in this SQLite file (created if missing): RBAC objects
+    /// as the log changes them, alerts, and how far each input was read. Later runs with the
+    /// same file continue where the last one stopped and never print an alert twice.
+    #[arg(long, value_name = "PATH.db", help_heading = "Stateful detection")]
+    pub state: Option<PathBuf>,
+
+    /// Seed the RBAC model from `kubectl get clusterroles,clusterrolebindings,roles,rolebindings
+    /// -A -o yaml` output (file or directory; repeatable). With an existing --state, only
+    /// objects the state does not know yet are taken. Turns on stateful detection (in memory
+    /// when --state is not given).
+    #[arg(long, value_name = "PATH", help_heading = "Stateful detection")]
+    pub rbac_snapshot: Vec<PathBuf>,
+
+    /// Stateful detection for this run only, in memory (no file).
+    #[arg(long, help_heading = "Stateful detection", conflicts_with = "state")]
+    pub stateful: bool,
+
+    /// Do not assume Kubernetes' bootstrap roles and bindings (cluster-admin, edit, ...) for
+    /// names that neither the state nor a snapshot knows.
+    #[arg(long, help_heading = "Stateful detection")]
+    pub no_bootstrap_roles: bool,
 
     /// No summary line and no progress bar on stderr.
     #[arg(long, short)]

@@ -3,9 +3,11 @@
 use crate::cli::{Color, DetectArgs, Format};
 use crate::print::Printer;
 use anyhow::{Context, Result};
-use audit::{expand, open, run_ordered, InputSpec, ReadOptions};
+use audit::{expand, open, open_at, run_ordered, Framing, InputSpec, ReadOptions};
+use detect::alert::{Alert, Location};
+use detect::change::Change;
 use detect::clusterrole_pod_write::RuleOptions;
-use detect::{Collector, Config, Engine, EngineOptions, Output, Suppressions};
+use detect::{Collector, Config, Engine, EngineOptions, Output, Suppressions, Tracker};
 use indicatif::{ProgressBar, ProgressStyle};
 use rbac::{KubeVersion, PodWriteOptions};
 use std::io::{self, IsTerminal, Write};
@@ -34,6 +36,18 @@ pub fn run(args: DetectArgs) -> Result<u8> {
     };
     let suppressions = Suppressions::new(&config);
     let inputs = expand(&args.paths)?;
+    let stateful = args.state.is_some() || !args.rbac_snapshot.is_empty() || args.stateful;
+    let rule_opts = |log_hint: Option<String>| RuleOptions {
+        pod_write: PodWriteOptions::for_version(kube_version),
+        cluster: args.cluster.clone(),
+        kube_version,
+        log_hint,
+    };
+    let mut tracker = if stateful {
+        Some(open_tracker(&args, rule_opts(None), suppressions.clone())?)
+    } else {
+        None
+    };
 
     let stdout = io::stdout();
     let format = args.format.unwrap_or(if stdout.is_terminal() {
@@ -86,17 +100,42 @@ pub fn run(args: DetectArgs) -> Result<u8> {
     let mut out_err: Option<io::Error> = None;
     for spec in &inputs {
         let name = spec.display();
-        let opened = open(spec, read_opts)?;
+        // Where an earlier run with this state stopped in this file, if it is the same file.
+        let source = match (spec, &tracker) {
+            (InputSpec::File(p), Some(_)) => Some(SourceId::of(p)?),
+            _ => None,
+        };
+        let resume = match (&source, &tracker) {
+            (Some(src), Some(t)) => t.position(&src.key)?.filter(|pos| {
+                pos.offset > 0
+                    && audit::input::fingerprint_matches(&src.path, &pos.fingerprint)
+                        .unwrap_or(false)
+            }),
+            _ => None,
+        };
+        let opened = match &resume {
+            Some(pos) => open_at(spec, read_opts, pos.offset)?,
+            None => open(spec, read_opts)?,
+        };
+        let resumed = resume
+            .as_ref()
+            .filter(|pos| opened.start_offset == pos.offset && pos.offset > 0);
+        if let (Some(pos), false) = (resumed, args.quiet) {
+            let _ = writeln!(
+                stderr,
+                "kubeward: {name}: continuing after line {} (read by an earlier run with this --state)",
+                pos.line
+            );
+        }
+        // Positions are byte offsets in the file: only plain JSON-lines files can resume.
+        let track_position = source.is_some() && !opened.gzip && opened.framing == Framing::Lines;
+        let mut offset = opened.start_offset;
         let engine = Engine::new(
             EngineOptions {
-                rule: RuleOptions {
-                    pod_write: PodWriteOptions::for_version(kube_version),
-                    cluster: args.cluster.clone(),
-                    kube_version,
-                    log_hint: matches!(spec, InputSpec::File(_)).then(|| name.clone()),
-                },
+                rule: rule_opts(matches!(spec, InputSpec::File(_)).then(|| name.clone())),
                 prefilter: !args.no_prefilter,
                 max_record: args.max_line_bytes,
+                stateful,
             },
             suppressions.clone(),
         );
@@ -105,32 +144,74 @@ pub fn run(args: DetectArgs) -> Result<u8> {
         }
         // gzip is decompressed: its chunks are larger than the file, so progress counts file size.
         let per_byte = if opened.gzip { 0 } else { 1 };
-        collector.begin(&name);
+        collector.begin_at(&name, resumed.map_or(0, |p| p.line));
+        // Changes wait here until enough have gathered: one transaction (and one WAL commit)
+        // per few thousand changes, not per chunk, keeps the state file off the critical path.
+        let mut pending: Vec<(Change, Location)> = Vec::new();
+        let mut tail = 0u64;
+        let position = |offset: u64, line: u64, tail: u64| {
+            source.as_ref().filter(|_| track_position).map(|src| {
+                (
+                    src.key.as_str(),
+                    store::Position {
+                        offset: offset - tail,
+                        line: line - u64::from(tail > 0),
+                        fingerprint: src.fingerprint.clone(),
+                    },
+                )
+            })
+        };
+        let show_suppressed = args.show_suppressed;
         run_ordered(
             opened.chunks,
             threads,
-            |chunk| (engine.process(chunk), chunk.bytes().len() as u64),
+            |chunk| {
+                let b = chunk.bytes();
+                // A last line without its newline may still be being written: a saved
+                // position stops before it, so that the next run reads it whole.
+                let tail = match b.iter().rposition(|&c| c == b'\n') {
+                    Some(i) => b.len() - i - 1,
+                    None => b.len(),
+                };
+                (engine.process(chunk), b.len() as u64, tail as u64)
+            },
             |res| match res {
-                Ok((rep, bytes)) => {
+                Ok((rep, bytes, t)) => {
+                    if fatal.is_some() {
+                        return;
+                    }
                     if let Some(pb) = &progress {
                         pb.inc(bytes * per_byte);
                     }
+                    offset += bytes;
+                    tail = t;
                     collector.absorb(rep, &mut |o| match o {
-                        Output::Alert(a) => {
-                            if a.suppressed_by.is_some() && !args.show_suppressed {
-                                return;
-                            }
-                            if out_err.is_none() {
-                                if let Err(e) = printer.alert(&a) {
-                                    out_err = Some(e);
-                                }
-                            }
-                        }
+                        Output::Alert(a) => show(&a, &mut printer, &mut out_err, show_suppressed),
+                        Output::Change(c, at) => pending.push((*c, at)),
                         Output::Malformed { at, reason } => {
                             let item = at.item.map(|i| format!(" [item {i}]")).unwrap_or_default();
                             let _ = writeln!(stderr, "{}:{}{item}: {reason}", at.path, at.line);
                         }
                     });
+                    if let Some(t) = tracker.as_mut() {
+                        if pending.len() >= FLUSH_CHANGES {
+                            let pos = position(offset, collector.line(), tail);
+                            if let Err(e) = flush(
+                                t,
+                                &mut pending,
+                                pos,
+                                &mut collector,
+                                &mut printer,
+                                &mut out_err,
+                                show_suppressed,
+                            ) {
+                                fatal = Some(e.context(format!(
+                                    "stateful detection stopped at {name} line {}",
+                                    collector.line()
+                                )));
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     collector.tally.read_errors += 1;
@@ -142,10 +223,30 @@ pub fn run(args: DetectArgs) -> Result<u8> {
                 }
             },
         );
+        if let (Some(t), None) = (tracker.as_mut(), &fatal) {
+            let pos = position(offset, collector.line(), tail);
+            if let Err(e) = flush(
+                t,
+                &mut pending,
+                pos,
+                &mut collector,
+                &mut printer,
+                &mut out_err,
+                show_suppressed,
+            ) {
+                fatal = Some(e.context(format!(
+                    "stateful detection stopped at {name} line {}",
+                    collector.line()
+                )));
+            }
+        }
         if opened.gzip {
             if let (Some(pb), InputSpec::File(p)) = (&progress, spec) {
                 pb.inc(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
             }
+        }
+        if fatal.is_some() {
+            break;
         }
         if let Some(e) = out_err.take() {
             // A closed pipe (`| head`) is a normal way to stop reading.
@@ -187,6 +288,14 @@ pub fn run(args: DetectArgs) -> Result<u8> {
             if t.read_errors > 0 { format!(", {} read errors", t.read_errors) } else { String::new() },
             started.elapsed().as_secs_f64()
         );
+        if let Some(tr) = &tracker {
+            let s = tr.stats();
+            let _ = writeln!(
+                stderr,
+                "kubeward: state: {} objects loaded, {} seeded from snapshots; {} changes applied, {} unverified (no body), {} out of order, {} already processed; {} controller rewrites attributed; {} alerts reported by an earlier run",
+                s.loaded, s.seeded, s.applied, s.unverified, s.stale, s.redelivered, s.attributed, s.repeated_alerts
+            );
+        }
     }
     if let Some(e) = fatal {
         return Err(e);
@@ -198,4 +307,103 @@ pub fn run(args: DetectArgs) -> Result<u8> {
         Some(n) if t.alerts > 0 => n,
         _ => 0,
     })
+}
+
+/// An input file as the state file knows it.
+struct SourceId {
+    path: std::path::PathBuf,
+    /// The canonical path: the same file named two ways is one source.
+    key: String,
+    fingerprint: String,
+}
+
+impl SourceId {
+    fn of(p: &std::path::Path) -> Result<SourceId> {
+        let canon = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let fingerprint = audit::input::fingerprint(p, u64::MAX)
+            .with_context(|| format!("cannot read {}", p.display()))?;
+        Ok(SourceId {
+            key: canon.display().to_string(),
+            path: p.to_path_buf(),
+            fingerprint,
+        })
+    }
+}
+
+/// Opens (or creates) the state, then seeds it from snapshots and the bootstrap policy.
+fn open_tracker(
+    args: &DetectArgs,
+    opts: RuleOptions,
+    suppressions: Suppressions,
+) -> Result<Tracker> {
+    let store = match &args.state {
+        Some(p) => store::Store::open(p)?,
+        None => store::Store::in_memory()?,
+    };
+    let mut tracker = Tracker::open(store, opts, suppressions)?;
+    if !args.rbac_snapshot.is_empty() {
+        let snap = rbac::Snapshot::load(&args.rbac_snapshot, &rbac::LoadOptions::default());
+        let mut stderr = io::stderr().lock();
+        for e in &snap.errors {
+            if let rbac::LoadError::Read { .. } = e {
+                anyhow::bail!("--rbac-snapshot: {e}");
+            }
+            let _ = writeln!(stderr, "kubeward: --rbac-snapshot: {e} (skipped)");
+        }
+        let label = args
+            .rbac_snapshot
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        tracker.seed(&snap, &label)?;
+    }
+    if !args.no_bootstrap_roles {
+        tracker.assume_bootstrap();
+    }
+    Ok(tracker)
+}
+
+/// Changes gathered before they are applied in one transaction.
+const FLUSH_CHANGES: usize = 4096;
+
+/// Prints an alert unless it is suppressed and those are hidden; the first write error is kept.
+fn show<W: Write>(
+    a: &Alert,
+    printer: &mut Printer<W>,
+    out_err: &mut Option<io::Error>,
+    show_suppressed: bool,
+) {
+    if a.suppressed_by.is_some() && !show_suppressed {
+        return;
+    }
+    if out_err.is_none() {
+        if let Err(e) = printer.alert(a) {
+            *out_err = Some(e);
+        }
+    }
+}
+
+/// Applies the gathered changes (and records the position reached) in one transaction, then
+/// prints the alerts: an alert is printed only once it is safely stored.
+fn flush<W: Write>(
+    tracker: &mut Tracker,
+    pending: &mut Vec<(Change, Location)>,
+    position: Option<(&str, store::Position)>,
+    collector: &mut Collector,
+    printer: &mut Printer<W>,
+    out_err: &mut Option<io::Error>,
+    show_suppressed: bool,
+) -> Result<()> {
+    let changes = std::mem::take(pending);
+    let alerts = tracker.apply_batch(changes, position.as_ref().map(|(s, p)| (*s, p)))?;
+    for a in alerts {
+        if a.suppressed_by.is_some() {
+            collector.tally.suppressed += 1;
+        } else {
+            collector.tally.alerts += 1;
+        }
+        show(&a, printer, out_err, show_suppressed);
+    }
+    Ok(())
 }

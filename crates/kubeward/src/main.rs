@@ -1,5 +1,6 @@
 //! kubeward: Kubernetes audit-log detection.
 
+mod alerts_cmd;
 mod cli;
 mod detect_cmd;
 mod print;
@@ -13,6 +14,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Detect(args) => detect_cmd::run(args),
         cli::Command::Rbac(args) => rbac_cmd::run(args),
+        cli::Command::Alerts(args) => alerts_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

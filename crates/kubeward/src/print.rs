@@ -1,7 +1,8 @@
 //! Alert printers: JSON lines for machines, a readable block for people.
 
 use crate::cli::Format;
-use detect::alert::{Alert, Severity};
+use detect::alert::{Alert, Grant, PreviousState, Severity};
+use rbac::model::BoundSubject;
 use std::io::{self, Write};
 
 pub struct Printer<W: Write> {
@@ -79,6 +80,7 @@ impl<W: Write> Printer<W> {
             Severity::Critical => st.paint("1;97;41", " CRITICAL "),
             Severity::High => st.paint("1;31", "HIGH"),
             Severity::Medium => st.paint("1;33", "MEDIUM"),
+            Severity::Info => st.paint("1;36", "INFO"),
         };
         let o = &mut self.out;
         if self.count > 1 {
@@ -155,24 +157,150 @@ impl<W: Write> Printer<W> {
             }
         }
         field(o, "audit id", &id)?;
-        writeln!(o, "  {}", st.dim("grants"))?;
-        for g in &a.grants {
-            let only = if g.resource_names.is_empty() {
-                String::new()
-            } else {
-                format!("  only pods named {}", c(&g.resource_names.join(", ")))
-            };
-            writeln!(
+        if let Some(b) = &a.binding {
+            let ns = a
+                .namespace
+                .as_deref()
+                .map(|n| format!(" in namespace {}", c(n)))
+                .unwrap_or_default();
+            field(
                 o,
-                "    - {:<42} {} on {}{only}",
-                st.bold(&g.capability),
-                g.verbs.join(","),
-                g.resources.join(",")
+                "binding",
+                &format!(
+                    "{} {}{ns}",
+                    a.binding_kind.unwrap_or("binding"),
+                    st.bold(&c(b))
+                ),
             )?;
         }
-        writeln!(o, "  {}", st.dim("offending rules"))?;
-        for r in &a.offending_rules {
-            writeln!(o, "    {}", c(r.get()))?;
+        if let Some(p) = a.context.previous_state {
+            let text = match p {
+                PreviousState::Absent => "the object was created",
+                PreviousState::Known => "known: only what the change added is reported",
+                PreviousState::Unknown => "unknown: everything the object grants is reported",
+            };
+            field(o, "before", text)?;
+        }
+        let grants_title = if a.context.newly_granted.is_some() {
+            "grants (all of the role's pod write)"
+        } else {
+            "grants"
+        };
+        let grant_lines = |o: &mut W, gs: &[Grant], indent: &str| -> io::Result<()> {
+            for g in gs {
+                let only = if g.resource_names.is_empty() {
+                    String::new()
+                } else {
+                    format!("  only pods named {}", c(&g.resource_names.join(", ")))
+                };
+                writeln!(
+                    o,
+                    "{indent}- {:<42} {} on {}{only}",
+                    st.bold(&g.capability),
+                    g.verbs.join(","),
+                    g.resources.join(",")
+                )?;
+            }
+            Ok(())
+        };
+        if let Some(n) = &a.context.newly_granted {
+            writeln!(o, "  {}", st.dim("newly granted"))?;
+            grant_lines(o, n, "    ")?;
+        }
+        if let Some(aggs) = &a.context.aggregated_into {
+            writeln!(o, "  {}", st.dim("aggregated into"))?;
+            for g in aggs {
+                writeln!(o, "    {} gains:", st.bold(&c(&g.role)))?;
+                grant_lines(o, &g.newly_granted, "      ")?;
+                if !g.bound_subjects.is_empty() {
+                    writeln!(o, "      held by: {}", c(&subjects(&g.bound_subjects)))?;
+                }
+            }
+        }
+        if let Some(subs) = &a.context.subjects_granted {
+            writeln!(o, "  {}", st.dim("subjects given pod write"))?;
+            for s in subs {
+                let who = match &s.namespace {
+                    Some(ns) if s.kind == "ServiceAccount" => {
+                        format!("ServiceAccount {ns}/{}", s.name)
+                    }
+                    _ => format!("{} {}", s.kind, s.name),
+                };
+                writeln!(o, "    {}", st.bold(&c(&who)))?;
+                grant_lines(o, &s.newly_granted, "      ")?;
+            }
+        }
+        if a.context.aggregated_into.is_none()
+            && a.context.subjects_granted.is_none()
+            && !a.grants.is_empty()
+        {
+            writeln!(o, "  {}", st.dim(grants_title))?;
+            grant_lines(o, &a.grants, "    ")?;
+        }
+        if !a.offending_rules.is_empty() {
+            writeln!(o, "  {}", st.dim("offending rules"))?;
+            for r in &a.offending_rules {
+                writeln!(o, "    {}", c(r.get()))?;
+            }
+        }
+        if let Some(prev) = &a.context.previous_rules {
+            writeln!(o, "  {}", st.dim("previous rules"))?;
+            if prev.is_empty() {
+                writeln!(o, "    (none)")?;
+            }
+            for r in prev {
+                writeln!(o, "    {}", c(&r.to_string()))?;
+            }
+        }
+        if let Some(b) = &a.context.bound_subjects {
+            let text = if b.is_empty() {
+                "nobody (no binding names the role)".to_string()
+            } else {
+                subjects(b)
+            };
+            field(o, "bound to", &c(&text))?;
+        }
+        if let Some(r) = &a.context.role_admins {
+            let list: Vec<String> = r
+                .iter()
+                .map(|g| match &g.namespace {
+                    Some(ns) => format!("{} {ns}/{}", g.kind, g.name),
+                    None => format!("{} {}", g.kind, g.name),
+                })
+                .collect();
+            field(o, "role admins", &c(&list.join(", ")))?;
+        }
+        if let Some(r) = &a.context.actor_recent_changes {
+            if !r.is_empty() {
+                let total = a
+                    .context
+                    .actor_recent_changes_total
+                    .unwrap_or(r.len() as u64);
+                let head = if total > r.len() as u64 {
+                    format!(
+                        "actor's RBAC changes in the hour before (latest {} of {total})",
+                        r.len()
+                    )
+                } else {
+                    "actor's RBAC changes in the hour before".to_string()
+                };
+                writeln!(o, "  {}", st.dim(&head))?;
+                for ch in r {
+                    let ns = ch
+                        .namespace
+                        .as_deref()
+                        .map(|n| format!("{n}/"))
+                        .unwrap_or_default();
+                    writeln!(
+                        o,
+                        "    {} {} {} {ns}{}",
+                        c(&ch.time),
+                        c(&ch.verb),
+                        c(&ch.kind),
+                        c(&ch.name)
+                    )?;
+                }
+            }
         }
         writeln!(o, "  {}", st.dim("why it matters"))?;
         for w in &a.why {
@@ -200,4 +328,23 @@ impl<W: Write> Printer<W> {
         }
         Ok(())
     }
+}
+
+/// Subjects as one line: `Group system:masters (ClusterRoleBinding cluster-admin)`.
+fn subjects(list: &[BoundSubject]) -> String {
+    list.iter()
+        .map(|s| {
+            let who = match &s.namespace {
+                Some(ns) if s.kind == "ServiceAccount" => format!("ServiceAccount {ns}/{}", s.name),
+                _ => format!("{} {}", s.kind, s.name),
+            };
+            let scope = s
+                .scope_namespace
+                .as_deref()
+                .map(|n| format!(" in {n}"))
+                .unwrap_or_default();
+            format!("{who} ({} {}{scope})", s.binding_kind, s.binding)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

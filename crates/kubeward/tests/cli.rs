@@ -1,10 +1,12 @@
-//! Black-box tests of `kubeward detect` and `kubeward rbac`: the binary is run as a user would run it.
+//! Black-box tests of `kubeward detect`, `kubeward rbac` and `kubeward alerts`: the binary is run as a user would run it.
 //!
 //! One test target with themed modules (as ripgrep does), so the binary is linked once.
 
 #[path = "cli/util.rs"]
 mod util;
 
+#[path = "cli/alerts.rs"]
+mod alerts;
 #[path = "cli/corpus.rs"]
 mod corpus;
 #[path = "cli/inputs.rs"]
@@ -15,6 +17,8 @@ mod live;
 mod output;
 #[path = "cli/rbac.rs"]
 mod rbac;
+#[path = "cli/state.rs"]
+mod state;
 #[path = "cli/suppressions.rs"]
 mod suppressions;
 #[path = "cli/verdicts.rs"]

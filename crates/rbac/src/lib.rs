@@ -5,9 +5,14 @@
 //! built on a faithful port of the per-rule matchers of upstream
 //! `pkg/apis/rbac/v1/evaluation_helpers.go` ([`rule::rule_allows`]), so that a rule is judged
 //! exactly as the authorizer would judge it, one `PolicyRule` at a time.
+//!
+//! [`Inventory`] keeps a cluster's RBAC objects as an audit stream changes them, for detection
+//! that asks questions after each change; [`bootstrap`] gives the policy every cluster starts
+//! with.
 
 #![warn(missing_docs)]
 
+pub mod inventory;
 pub mod model;
 pub mod objects;
 pub mod patch;
@@ -15,6 +20,7 @@ pub mod podwrite;
 pub mod rule;
 pub mod snapshot;
 
+pub use inventory::{bootstrap, Inventory, ObjKind};
 pub use model::{Grantee, Identity, Model, PodWriter, Question, Scope, Via};
 pub use objects::{Binding, BindingKind, Role, RoleKind, Subject};
 pub use podwrite::{

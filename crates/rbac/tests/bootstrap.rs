@@ -1,4 +1,4 @@
-//! The Kubernetes bootstrap policy (tests/fixtures/rbac/kubernetes-bootstrap, see SOURCES.md):
+//! The Kubernetes bootstrap policy (crates/rbac/data/kubernetes-bootstrap, see SOURCES.md there):
 //! exactly the roles worked out by hand in shared notes §4 grant pod write, `admin` and `edit`
 //! only through aggregation.
 
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 fn bootstrap() -> Snapshot {
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/rbac/kubernetes-bootstrap"
+        "/data/kubernetes-bootstrap"
     ));
     let s = Snapshot::load(&[dir], &rbac::LoadOptions::default());
     assert!(s.errors.is_empty(), "{:?}", s.errors);

@@ -8,27 +8,50 @@
 //! - **alerts**: every alert raised, unique per (rule id, audit id), so that reading the
 //!   same events again never alerts twice;
 //! - **positions**: how far each input was read, with a fingerprint to notice a rotated or
-//!   replaced file.
+//!   replaced file;
+//! - **changes** (schema version 2): one row per RBAC change applied from the audit stream,
+//!   unique per audit id, so that "what else did this actor change around then?" and "when
+//!   was this object last changed, and was the change applied?" are one indexed query.
+//!
+//! An object whose `json` is the text `null` is a **tombstone**: the object was deleted,
+//! and its row keeps the deletion's time and resourceVersion so that an older event read
+//! late (out of order, or from another input) does not bring it back. [`Store::objects`]
+//! returns tombstones too; callers that want the live objects skip them
+//! ([`StoredObject::is_tombstone`]).
 //!
 //! A state file is recognised by its `PRAGMA application_id` ([`APPLICATION_ID`]); its
 //! schema version is `PRAGMA user_version`, brought up to [`SCHEMA_VERSION`] by
-//! [`Store::open`], one migration per transaction. The file is in WAL mode. One process
-//! writes at a time: a writer that finds the file locked for longer than the busy timeout
-//! gets [`StoreError::Locked`].
+//! [`Store::open`], one migration per transaction. The file is in WAL mode with
+//! `PRAGMA synchronous = NORMAL`: a committed transaction survives a crash of the process
+//! (it is in the write-ahead log, which the next open replays), though the last
+//! transactions before a power loss or an operating-system crash may be lost (never
+//! half-applied). Fsyncing every commit would cost more than re-reading a few events,
+//! which positions and de-duplication make harmless. One process writes at a time: a
+//! writer that finds the file locked for longer than the busy timeout gets
+//! [`StoreError::Locked`].
 //!
 //! Every method of [`Store`] is also on [`Tx`], the handle given to the closure of
 //! [`Store::transaction`], to group many writes into one commit.
 //!
 //! Times are stored as the audit event's `stageTimestamp` text and compared as text:
 //! RFC 3339 in UTC with a fixed number of fraction digits (what the API server writes,
-//! `2024-05-01T12:00:00.123456Z`) sorts in time order.
+//! `2024-05-01T12:00:00.123456Z`) sorts in time order. Callers normalize times to that
+//! form before storing or querying them (`audit::time::normalize`); the store does not
+//! parse times.
 
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+
+/// Prepared statements kept per connection: more than the store has, so that none is ever
+/// parsed twice (rusqlite's default of 16 is fewer, and re-parsing showed in profiles).
+const STATEMENT_CACHE: usize = 64;
+
+/// Page size of new state files.
+const PAGE_SIZE: i64 = 16384;
 
 /// `PRAGMA application_id` of a kubeward state file: "KWST".
 pub const APPLICATION_ID: i32 = 0x4B57_5354;
@@ -69,11 +92,32 @@ const MIGRATIONS: &[&str] = &[
          line        INTEGER NOT NULL,
          fingerprint TEXT NOT NULL
      ) WITHOUT ROWID;",
+    // 2: changes.
+    "CREATE TABLE changes (
+         seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+         audit_id         TEXT NOT NULL UNIQUE,
+         kind             TEXT NOT NULL,
+         namespace        TEXT NOT NULL,  -- '' for cluster-scoped objects
+         name             TEXT NOT NULL,
+         verb             TEXT NOT NULL,
+         actor            TEXT,           -- user.username, when the event has one
+         time             TEXT NOT NULL,  -- normalized stageTimestamp
+         resource_version TEXT,
+         outcome          TEXT NOT NULL   -- applied, stale, unverified, duplicate-content, ...
+     );
+     CREATE INDEX changes_by_actor ON changes (actor, time);
+     CREATE INDEX changes_by_object ON changes (kind, namespace, name, seq);",
 ];
 
 /// What can go wrong with a state file. Every message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// [`Store::open_existing`] found no file at the path.
+    #[error("{}: no state file here (kubeward detect --state PATH creates one)", path.display())]
+    Missing {
+        /// The path looked at.
+        path: PathBuf,
+    },
     /// The file could not be opened or created.
     #[error("{}: cannot open state file: {source}", path.display())]
     Open {
@@ -130,17 +174,53 @@ pub struct StoredObject {
     pub namespace: String,
     /// Name.
     pub name: String,
-    /// The object as JSON text.
+    /// The object as JSON text; the text `null` for a tombstone (see
+    /// [`is_tombstone`](Self::is_tombstone)).
     pub json: String,
-    /// The audit ID of the event that set this content.
+    /// The audit ID of the event that set this content (or deleted the object).
     pub audit_id: String,
     /// That event's `stageTimestamp`.
     pub time: String,
-    /// `metadata.resourceVersion` of the stored content, when known.
+    /// `metadata.resourceVersion` of the stored content (or of the deletion), when known.
     pub resource_version: Option<String>,
     /// When set, a metadata-level event changed the object at that time and `json` is
     /// the last content known before it.
     pub unknown_since: Option<String>,
+}
+
+impl StoredObject {
+    /// Whether this row is a tombstone: `json` is the text `null`, the object was deleted.
+    /// The row is kept, with the deletion's time and resourceVersion, so that an older
+    /// event read later does not resurrect the object; it is not a live object.
+    pub fn is_tombstone(&self) -> bool {
+        self.json.trim() == "null"
+    }
+}
+
+/// An RBAC change applied from the audit stream, as recorded in the `changes` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    /// Insertion order, given by the store; ignored by [`Store::record_change`].
+    pub seq: i64,
+    /// The audit ID of the event that made the change; at most one record per audit ID.
+    pub audit_id: String,
+    /// `ClusterRole`, `Role`, `ClusterRoleBinding` or `RoleBinding`.
+    pub kind: String,
+    /// Namespace, `""` for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The request's verb (`create`, `update`, `patch`, `delete`, ...).
+    pub verb: String,
+    /// `user.username` of the event, when it has one.
+    pub actor: Option<String>,
+    /// The event's time, normalized so that text order is time order (see the crate doc).
+    pub time: String,
+    /// `metadata.resourceVersion` after the change, when known.
+    pub resource_version: Option<String>,
+    /// What became of the change, in a short word: `applied`, `stale` (older than what was
+    /// stored), `unverified` (content not in the event), `duplicate-content`, ...
+    pub outcome: String,
 }
 
 /// An alert already raised.
@@ -192,28 +272,82 @@ impl Store {
         Store::open_with_timeout(path, DEFAULT_BUSY_TIMEOUT)
     }
 
+    /// Opens an existing state file, as [`Store::open`] does, but never creates one: for
+    /// commands that only read the state, where a mistyped path must not leave an empty
+    /// state file behind. No file at `path` gives [`StoreError::Missing`]; an empty file
+    /// (which [`Store::open`] would turn into a state file) gives
+    /// [`StoreError::NotAStateFile`] and is left untouched.
+    ///
+    /// An existing file of an older schema version is still migrated, so the file must be
+    /// writable.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        Store::open_impl(path, DEFAULT_BUSY_TIMEOUT, false)
+    }
+
     /// Opens the state file at `path`, creating it if missing: checks that it is a
     /// kubeward state file (a file that is not, SQLite or not, is left untouched and
     /// gives [`StoreError::NotAStateFile`]), turns on WAL mode and brings the schema up to
     /// date. Waits at most `busy_timeout` for another process's lock, on opening and on
     /// every later write, then gives [`StoreError::Locked`].
     pub fn open_with_timeout(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
+        Store::open_impl(path, busy_timeout, true)
+    }
+
+    fn open_impl(path: &Path, busy_timeout: Duration, create: bool) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(open_err)?;
+        let conn = if create {
+            Connection::open(path)
+        } else {
+            // rusqlite's default flags without SQLITE_OPEN_CREATE.
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+        };
+        let conn = conn.map_err(|e| {
+            // SQLite says only "unable to open"; whether the file is there is what the user
+            // needs to know.
+            if !create && is_code(&e, ErrorCode::CannotOpen) && !path.exists() {
+                StoreError::Missing {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                open_err(e)
+            }
+        })?;
         conn.busy_timeout(busy_timeout).map_err(open_err)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
         };
-        store.check_application().map_err(|e| match e {
+        let fresh = store.check_application().map_err(|e| match e {
             StoreError::Sql { source, .. } if is_code(&source, ErrorCode::CannotOpen) => {
                 open_err(source)
             }
             e => e,
         })?;
+        if fresh && !create {
+            return Err(StoreError::NotAStateFile {
+                path: path.to_path_buf(),
+                reason: "the file is empty (kubeward detect --state PATH makes it a state file)"
+                    .into(),
+            });
+        }
+        if fresh {
+            // Alerts are stored whole (several KiB of JSON): pages that hold one without
+            // overflow chains make inserting them several times cheaper. Only a new file
+            // can take it (before WAL mode and the first table).
+            store
+                .conn
+                .pragma_update(None, "page_size", PAGE_SIZE)
+                .map_err(|e| store.err(e))?;
+        }
         let mode: String = store
             .conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
@@ -225,6 +359,12 @@ impl Store {
             );
             return Err(open_err(source));
         }
+        // In WAL mode NORMAL syncs at checkpoints, not at every commit; see the crate doc
+        // for what that keeps across crashes.
+        store
+            .conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| store.err(e))?;
         store.migrate()?;
         Ok(store)
     }
@@ -236,6 +376,7 @@ impl Store {
             path: path.clone(),
             source,
         })?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut store = Store { conn, path };
         store.migrate()?;
         Ok(store)
@@ -268,8 +409,9 @@ impl Store {
         classify(e, &self.path)
     }
 
-    /// Refuses a file that is not ours before anything is written to it.
-    fn check_application(&self) -> Result<(), StoreError> {
+    /// Refuses a file that is not ours before anything is written to it. `true` when the
+    /// file is empty (a new state file).
+    fn check_application(&self) -> Result<bool, StoreError> {
         let not_ours = |reason: String| StoreError::NotAStateFile {
             path: self.path.clone(),
             reason,
@@ -279,7 +421,7 @@ impl Store {
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .map_err(|e| self.err(e))?;
         if app_id == APPLICATION_ID {
-            return self.check_version();
+            return self.check_version().map(|()| false);
         }
         if app_id != 0 {
             return Err(not_ours(format!(
@@ -295,7 +437,7 @@ impl Store {
                 "SQLite database of another application (it has tables but no kubeward application_id)".into(),
             ));
         }
-        Ok(()) // empty: a new state file
+        Ok(true)
     }
 
     fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
@@ -394,6 +536,24 @@ fn object_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
 const OBJECT_COLUMNS: &str =
     "kind, namespace, name, json, audit_id, time, resource_version, unknown_since";
 
+const CHANGE_COLUMNS: &str =
+    "seq, audit_id, kind, namespace, name, verb, actor, time, resource_version, outcome";
+
+fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeRecord> {
+    Ok(ChangeRecord {
+        seq: r.get(0)?,
+        audit_id: r.get(1)?,
+        kind: r.get(2)?,
+        namespace: r.get(3)?,
+        name: r.get(4)?,
+        verb: r.get(5)?,
+        actor: r.get(6)?,
+        time: r.get(7)?,
+        resource_version: r.get(8)?,
+        outcome: r.get(9)?,
+    })
+}
+
 /// The data methods, written once for a plain connection (each statement its own
 /// transaction) and for a transaction.
 macro_rules! data_methods {
@@ -458,7 +618,8 @@ macro_rules! data_methods {
                 .map_err(|e| classify(e, &self.path))
         }
 
-        /// Every object, ordered by kind, namespace, name.
+        /// Every object, ordered by kind, namespace, name, tombstones included
+        /// ([`StoredObject::is_tombstone`]).
         pub fn objects(&self) -> Result<Vec<StoredObject>, StoreError> {
             self.conn
                 .prepare_cached(&format!(
@@ -573,6 +734,125 @@ macro_rules! data_methods {
                 .map_err(|e| classify(e, &self.path))?;
             Ok(())
         }
+
+        /// Records a change. `false`, and nothing written, when a change with the same
+        /// audit ID was already recorded (an event read twice is one change). `c.seq` is
+        /// ignored: the store numbers changes in insertion order.
+        pub fn record_change(&self, c: &ChangeRecord) -> Result<bool, StoreError> {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO changes
+                         (audit_id, kind, namespace, name, verb, actor, time, resource_version, outcome)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (audit_id) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        c.audit_id,
+                        c.kind,
+                        c.namespace,
+                        c.name,
+                        c.verb,
+                        c.actor,
+                        c.time,
+                        c.resource_version,
+                        c.outcome
+                    ])
+                })
+                .map(|n| n > 0)
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// Whether a change with this audit ID is recorded.
+        pub fn has_change(&self, audit_id: &str) -> Result<bool, StoreError> {
+            self.conn
+                .prepare_cached("SELECT 1 FROM changes WHERE audit_id = ?1")
+                .and_then(|mut s| s.exists([audit_id]))
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// The changes made by `actor` with `since <= time <= until` (normalized times,
+        /// compared as text), ordered by time, then insertion.
+        pub fn changes_by_actor(
+            &self,
+            actor: &str,
+            since: &str,
+            until: &str,
+        ) -> Result<Vec<ChangeRecord>, StoreError> {
+            self.conn
+                .prepare_cached(&format!(
+                    "SELECT {CHANGE_COLUMNS} FROM changes
+                     WHERE actor = ?1 AND time >= ?2 AND time <= ?3
+                     ORDER BY time, seq"
+                ))
+                .and_then(|mut s| s.query_map(params![actor, since, until], change_from_row)?.collect())
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// Replaces the `outcome` of a recorded change; returns whether it was recorded.
+        pub fn set_change_outcome(&self, audit_id: &str, outcome: &str) -> Result<bool, StoreError> {
+            self.conn
+                .prepare_cached("UPDATE changes SET outcome = ?2 WHERE audit_id = ?1")
+                .and_then(|mut s| s.execute(params![audit_id, outcome]))
+                .map(|n| n > 0)
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// The last `limit` changes made by `actor` with `since <= time <= until` (in time
+        /// order), and how many there are in all: an alert lists a few and counts the rest,
+        /// since a busy automation account can make thousands in an hour.
+        pub fn latest_changes_by_actor(
+            &self,
+            actor: &str,
+            since: &str,
+            until: &str,
+            limit: usize,
+        ) -> Result<(Vec<ChangeRecord>, u64), StoreError> {
+            let err = |e| classify(e, &self.path);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut rows: Vec<ChangeRecord> = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {CHANGE_COLUMNS} FROM changes
+                     WHERE actor = ?1 AND time >= ?2 AND time <= ?3
+                     ORDER BY time DESC, seq DESC LIMIT ?4"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params![actor, since, until, limit], change_from_row)?
+                        .collect()
+                })
+                .map_err(err)?;
+            rows.reverse();
+            let total: i64 = self
+                .conn
+                .prepare_cached(
+                    "SELECT count(*) FROM changes WHERE actor = ?1 AND time >= ?2 AND time <= ?3",
+                )
+                .and_then(|mut s| s.query_row(params![actor, since, until], |r| r.get(0)))
+                .map_err(err)?;
+            Ok((rows, u64::try_from(total).unwrap_or(0)))
+        }
+
+        /// The change to (kind, namespace, name) recorded last (highest `seq`: the order
+        /// changes were read in, which is not always their time order), if any.
+        pub fn latest_change_for(
+            &self,
+            kind: &str,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<ChangeRecord>, StoreError> {
+            self.conn
+                .prepare_cached(&format!(
+                    "SELECT {CHANGE_COLUMNS} FROM changes
+                     WHERE kind = ?1 AND namespace = ?2 AND name = ?3
+                     ORDER BY seq DESC LIMIT 1"
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![kind, namespace, name], change_from_row)
+                        .optional()
+                })
+                .map_err(|e| classify(e, &self.path))
+        }
     };
 }
 
@@ -582,4 +862,25 @@ impl Store {
 
 impl Tx<'_> {
     data_methods!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opened_files_sync_normally() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        for s in [
+            Store::open(&path).unwrap(),
+            Store::open_existing(&path).unwrap(),
+        ] {
+            let level: i64 = s
+                .conn
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap();
+            assert_eq!(level, 1, "synchronous is not NORMAL");
+        }
+    }
 }

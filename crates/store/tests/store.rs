@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use store::{Position, Store, StoreError, StoredObject, SCHEMA_VERSION};
+use store::{ChangeRecord, Position, Store, StoreError, StoredObject, SCHEMA_VERSION};
 
 fn object(kind: &str, ns: &str, name: &str, json: &str) -> StoredObject {
     StoredObject {
@@ -427,4 +427,256 @@ fn crash_without_commit_persists_nothing() {
     let s = Store::open(&path).unwrap();
     let names: Vec<_> = s.objects().unwrap().into_iter().map(|o| o.name).collect();
     assert_eq!(names, ["committed"]);
+}
+
+fn change(audit_id: &str, name: &str, actor: Option<&str>, time: &str) -> ChangeRecord {
+    ChangeRecord {
+        seq: 0,
+        audit_id: audit_id.into(),
+        kind: "ClusterRole".into(),
+        namespace: String::new(),
+        name: name.into(),
+        verb: "update".into(),
+        actor: actor.map(Into::into),
+        time: time.into(),
+        resource_version: Some("7".into()),
+        outcome: "applied".into(),
+    }
+}
+
+/// The schema of version 1 exactly as it shipped, to build the files an older kubeward
+/// left behind.
+const V1_DDL: &str = "CREATE TABLE objects (
+         kind             TEXT NOT NULL,
+         namespace        TEXT NOT NULL,
+         name             TEXT NOT NULL,
+         json             TEXT NOT NULL,
+         audit_id         TEXT NOT NULL,
+         time             TEXT NOT NULL,
+         resource_version TEXT,
+         unknown_since    TEXT,
+         PRIMARY KEY (kind, namespace, name)
+     ) WITHOUT ROWID;
+     CREATE TABLE alerts (
+         seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+         rule_id  TEXT NOT NULL,
+         audit_id TEXT NOT NULL,
+         time     TEXT,
+         json     TEXT NOT NULL,
+         UNIQUE (rule_id, audit_id)
+     );
+     CREATE INDEX alerts_by_time ON alerts (time, seq);
+     CREATE TABLE positions (
+         source      TEXT PRIMARY KEY,
+         offset      INTEGER NOT NULL,
+         line        INTEGER NOT NULL,
+         fingerprint TEXT NOT NULL
+     ) WITHOUT ROWID;";
+
+#[test]
+fn version_1_file_is_migrated_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(V1_DDL).unwrap();
+        c.execute_batch(
+            "INSERT INTO objects VALUES
+                 ('ClusterRole', '', 'admin', '{\"rules\":[]}', 'a0', '2024-05-01T12:00:00.000000Z', '5', NULL);
+             INSERT INTO alerts (rule_id, audit_id, time, json)
+                 VALUES ('pod-write', 'a1', '2024-05-01T12:00:01.000000Z', '{}');
+             INSERT INTO positions VALUES ('/var/log/audit.log', 100, 3, '100:0123456789abcdef');",
+        )
+        .unwrap();
+        c.pragma_update(None, "application_id", store::APPLICATION_ID)
+            .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let o = s.get_object("ClusterRole", "", "admin").unwrap().unwrap();
+    assert_eq!(o.json, r#"{"rules":[]}"#);
+    assert_eq!(o.resource_version.as_deref(), Some("5"));
+    let alerts = s.alerts(None, None).unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].audit_id, "a1");
+    assert_eq!(
+        s.position("/var/log/audit.log").unwrap(),
+        Some(Position {
+            offset: 100,
+            line: 3,
+            fingerprint: "100:0123456789abcdef".into()
+        })
+    );
+    // The new table is there and usable.
+    assert!(s
+        .record_change(&change(
+            "c1",
+            "admin",
+            Some("alice"),
+            "2024-05-01T12:00:02.000000Z"
+        ))
+        .unwrap());
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+    assert_eq!(SCHEMA_VERSION, 2);
+    // Opening again changes nothing.
+    drop(c);
+    let s = Store::open(&path).unwrap();
+    assert!(s.has_change("c1").unwrap());
+    assert_eq!(s.objects().unwrap().len(), 1);
+}
+
+#[test]
+fn record_change_is_deduplicated_by_audit_id() {
+    let s = Store::in_memory().unwrap();
+    assert!(!s.has_change("a1").unwrap());
+    let first = change("a1", "r", Some("alice"), "2024-05-01T12:00:00.000000Z");
+    assert!(s.record_change(&first).unwrap());
+    assert!(s.has_change("a1").unwrap());
+    // Same audit id, different content: refused, the first is kept.
+    let mut again = change("a1", "other", Some("bob"), "2024-05-01T13:00:00.000000Z");
+    again.outcome = "stale".into();
+    assert!(!s.record_change(&again).unwrap());
+    let got = s
+        .latest_change_for("ClusterRole", "", "r")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.actor.as_deref(), Some("alice"));
+    assert_eq!(got.outcome, "applied");
+    assert_eq!(
+        s.latest_change_for("ClusterRole", "", "other").unwrap(),
+        None
+    );
+    assert!(s
+        .changes_by_actor("bob", "0000", "9999")
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn changes_by_actor_window_and_order() {
+    let s = Store::in_memory().unwrap();
+    let t = |n: u32| format!("2024-05-01T12:00:{n:02}.000000Z");
+    // Inserted out of time order, as events from several inputs are.
+    s.record_change(&change("e3", "r3", Some("alice"), &t(3)))
+        .unwrap();
+    s.record_change(&change("e1", "r1", Some("alice"), &t(1)))
+        .unwrap();
+    s.record_change(&change("e2b", "r2", Some("alice"), &t(2)))
+        .unwrap();
+    s.record_change(&change("e2a", "r2", Some("alice"), &t(2)))
+        .unwrap();
+    s.record_change(&change("e5", "r5", Some("alice"), &t(5)))
+        .unwrap();
+    s.record_change(&change("b2", "r2", Some("bob"), &t(2)))
+        .unwrap();
+    s.record_change(&change("n2", "r2", None, &t(2))).unwrap();
+    let ids = |v: Vec<ChangeRecord>| v.into_iter().map(|c| c.audit_id).collect::<Vec<_>>();
+    // Both bounds are inclusive; equal times keep insertion order.
+    assert_eq!(
+        ids(s.changes_by_actor("alice", &t(1), &t(3)).unwrap()),
+        ["e1", "e2b", "e2a", "e3"]
+    );
+    assert_eq!(
+        ids(s.changes_by_actor("alice", &t(2), &t(4)).unwrap()),
+        ["e2b", "e2a", "e3"]
+    );
+    assert!(s
+        .changes_by_actor("alice", &t(6), &t(9))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        ids(s.changes_by_actor("bob", &t(0), &t(9)).unwrap()),
+        ["b2"]
+    );
+    let all = s.changes_by_actor("alice", &t(0), &t(9)).unwrap();
+    assert!(all.windows(2).all(|w| w[0].seq != w[1].seq));
+    let first = &all[0];
+    assert_eq!(first.kind, "ClusterRole");
+    assert_eq!(first.namespace, "");
+    assert_eq!(first.verb, "update");
+    assert_eq!(first.resource_version.as_deref(), Some("7"));
+
+    // The latest change of an object is the last recorded, whatever its time.
+    assert_eq!(
+        s.latest_change_for("ClusterRole", "", "r2")
+            .unwrap()
+            .unwrap()
+            .audit_id,
+        "n2"
+    );
+}
+
+#[test]
+fn transaction_returning_err_leaves_no_change_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut s = Store::open(&path).unwrap();
+    let e = s
+        .transaction(|tx| {
+            assert!(tx.record_change(&change("c1", "r", Some("alice"), "t1"))?);
+            assert!(tx.has_change("c1")?);
+            tx.put_object(&object("Role", "ns", "bad", "not json"))?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Json(_)), "{e:?}");
+    assert!(!s.has_change("c1").unwrap());
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    assert!(!s.has_change("c1").unwrap());
+    assert_eq!(s.latest_change_for("ClusterRole", "", "r").unwrap(), None);
+}
+
+#[test]
+fn tombstones_are_stored_and_listed() {
+    let s = Store::in_memory().unwrap();
+    s.put_object(&object("Role", "ns", "gone", "null")).unwrap();
+    s.put_object(&object("Role", "ns", "live", "{}")).unwrap();
+    let all = s.objects().unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].is_tombstone());
+    assert!(!all[1].is_tombstone());
+}
+
+#[test]
+fn open_existing_refuses_a_missing_file_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let e = Store::open_existing(&path).unwrap_err();
+    assert!(matches!(e, StoreError::Missing { .. }), "{e:?}");
+    assert_names_path(&e, &path);
+    assert!(e.to_string().contains("no state file here"), "{e}");
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // Nor in a missing directory.
+    let deep = dir.path().join("no/such/dir/state.db");
+    let e = Store::open_existing(&deep).unwrap_err();
+    assert!(matches!(e, StoreError::Missing { .. }), "{e:?}");
+
+    // An empty file is not made into a state file by a read-only command.
+    std::fs::write(&path, b"").unwrap();
+    let e = Store::open_existing(&path).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStateFile { .. }), "{e:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"");
+
+    // A state file opens, with its data.
+    std::fs::remove_file(&path).unwrap();
+    Store::open(&path)
+        .unwrap()
+        .insert_alert("r", "a", None, "{}")
+        .unwrap();
+    let s = Store::open_existing(&path).unwrap();
+    assert_eq!(s.alerts(None, None).unwrap().len(), 1);
+
+    // A file that is not one is refused as by `open`.
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, b"hello\n".repeat(200)).unwrap();
+    let e = Store::open_existing(&text).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStateFile { .. }), "{e:?}");
 }

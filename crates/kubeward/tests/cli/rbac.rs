@@ -1,6 +1,7 @@
 //! `kubeward rbac`: pod-writers, who-can, role-admins and check, run as a user would run them,
-//! on real manifests (tests/fixtures/rbac, provenance in tests/fixtures/SOURCES.md) and on
-//! small snapshots written by the tests.
+//! on real manifests (tests/fixtures/rbac, provenance in tests/fixtures/SOURCES.md; the
+//! bootstrap policy in crates/rbac/data, provenance in SOURCES.md there) and on small
+//! snapshots written by the tests.
 //!
 //! Every expected set below was worked out by reading the YAML against upstream RBAC semantics
 //! (shared notes `rbac-semantics.md` §3), not by copying the tool's output; the comments say why
@@ -27,8 +28,13 @@ fn fx(rel: &str) -> String {
         .to_string()
 }
 
+/// The Kubernetes bootstrap policy, which the rbac crate embeds and keeps in its data dir.
 fn bootstrap() -> String {
-    fx("kubernetes-bootstrap")
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../rbac/data/kubernetes-bootstrap"
+    )
+    .to_string()
 }
 
 /// `rbac pod-writers --format json ARGS`, which must succeed.
@@ -1605,7 +1611,7 @@ fn closed_stdout_is_not_an_error() {
 fn latent_bindings_are_named_on_stderr() {
     // controller-role-bindings.yaml binds system:controller:podcheckpoint-controller, whose
     // ClusterRole is in none of the files.
-    let r = pod_writers(&[&fx("kubernetes-bootstrap")]);
+    let r = pod_writers(&[&bootstrap()]);
     let latent: Vec<&str> = r
         .stderr
         .lines()

@@ -1,0 +1,1425 @@
+//! Stateful detection: a model of the cluster's RBAC kept up to date from the audit stream,
+//! persisted with the alerts in a state file (`store`), and the rules that need it.
+//!
+//! - `clusterrole-pod-write`, exact: a change alerts only for pod write the role did not grant
+//!   before (`newly_granted`); when the previous content is not known it alerts as the
+//!   stateless rule does and says `previous_state: unknown`.
+//! - `clusterrole-pod-write-aggregated`: a change that makes aggregating ClusterRoles (`edit`,
+//!   `admin`, any role with an `aggregationRule`) gain pod write.
+//! - `pod-write-role-bound`: a binding that gives a pod-write role to subjects that did not
+//!   hold that pod write through any other binding of theirs.
+//! - `clusterrole-changed-unverified`: a ClusterRole changed and the log does not show how.
+//!
+//! **Order.** Events are applied in input order, with one guard for late deliveries (webhook
+//! retries, several API servers): per object, the model keeps the version with the highest
+//! `resourceVersion` of the returned object; when either side has none, the later
+//! `stageTimestamp` wins. An older event still counts (its alerts are judged against an
+//! unknown previous state, and it is recorded in the history) but never replaces the newer
+//! version. An event whose auditID was already processed is skipped: a restarted run, an
+//! overlapping file or a retried webhook batch alerts once.
+
+use crate::alert::{
+    AggregatorGain, Alert, Location, PreviousState, RecentChange, RulesSource, Severity,
+    SubjectGain,
+};
+use crate::change::{Body, Change};
+use crate::clusterrole_pod_write::{fill, newly_granted, summarize, RuleOptions, RBAC_GROUP};
+use crate::explain::sh;
+use crate::suppress::Suppressions;
+use rbac::model::{group_note, normalize, BoundSubject};
+use rbac::podwrite::is_wildcard_rule;
+use rbac::{
+    role_pod_write, Binding, BindingKind, Inventory, ObjKind, PodWriteGrant, PolicyRule, Role,
+    RoleKind, Snapshot, Subject,
+};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use store::{ChangeRecord, Position, Store, StoreError, StoredObject, Tx};
+
+/// Rule id: a change makes aggregating ClusterRoles gain pod write.
+pub const AGGREGATED_RULE_ID: &str = "clusterrole-pod-write-aggregated";
+const AGGREGATED_TITLE: &str = "K8s Audit Log Cluster Role Aggregated Into Roles With Pod Write";
+/// Rule id: a binding hands a pod-write role to new subjects.
+pub const BOUND_RULE_ID: &str = "pod-write-role-bound";
+const BOUND_TITLE: &str = "K8s Audit Log Pod Write Role Bound To New Subjects";
+/// Rule id: a ClusterRole changed and the log does not show its content.
+pub const UNVERIFIED_RULE_ID: &str = "clusterrole-changed-unverified";
+const UNVERIFIED_TITLE: &str = "K8s Audit Log Cluster Role Changed (Content Not Logged)";
+
+/// Groups that stand for (nearly) everyone: binding pod write to them is critical.
+pub const BROAD_GROUPS: &[&str] = &[
+    "system:authenticated",
+    "system:unauthenticated",
+    "system:serviceaccounts",
+];
+
+/// How many of the actor's other RBAC changes an alert lists (the most recent; all are counted).
+const RECENT_LIMIT: usize = 20;
+
+/// How far back the actor's other RBAC changes are listed in an alert.
+const RECENT_WINDOW_NS: i128 = 3_600 * 1_000_000_000;
+
+/// What can stop stateful detection.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state file.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An object stored in the state file cannot be read back.
+    #[error("{path}: stored {kind} {name:?} cannot be read ({message}); the state file is damaged: move it away to start afresh")]
+    Corrupt {
+        /// The state file.
+        path: String,
+        /// Its kind.
+        kind: String,
+        /// Its namespace/name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Counts of what the tracker did, for the summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TrackerStats {
+    /// RBAC objects known when the run started (from the state file).
+    pub loaded: u64,
+    /// Objects added from `--rbac-snapshot` files (the state did not know them).
+    pub seeded: u64,
+    /// Changes that updated the model.
+    pub applied: u64,
+    /// Changes older than the version the model holds (late or out-of-order delivery).
+    pub stale: u64,
+    /// Events already processed (same auditID): restarts, overlapping inputs, retries.
+    pub redelivered: u64,
+    /// Changes whose outcome the log does not show (metadata level, unknown patch target).
+    pub unverified: u64,
+    /// Aggregation-controller rewrites explained by an earlier change (not alerted again).
+    pub attributed: u64,
+    /// Alerts already stored by an earlier run (not printed again).
+    pub repeated_alerts: u64,
+}
+
+type Key = (ObjKind, String, String);
+
+#[derive(Debug, Clone, Default)]
+struct Meta {
+    rv: Option<u64>,
+    time_ns: Option<i128>,
+    unknown_since: Option<String>,
+    deleted: bool,
+    /// Not seen in the log or a snapshot: Kubernetes' bootstrap policy was assumed.
+    assumed: bool,
+}
+
+/// An object read with the snapshot loader: the role or the binding it is.
+type Parsed = (Option<Role>, Option<Binding>);
+
+/// What the event shows of the object after the change.
+enum Outcome {
+    Deleted,
+    Known(Value, RulesSource, Box<Parsed>),
+    Unknown(String),
+}
+
+/// One actor's recent changes, kept in memory so that alerts do not query the history: a busy
+/// account makes thousands of changes an hour, and counting them per alert showed in profiles.
+#[derive(Default)]
+struct ActorLog {
+    /// Every change of the actor at or after this time is in `entries`.
+    complete_from: i128,
+    /// Sorted by time (then record order).
+    entries: Vec<(i128, RecentChange)>,
+}
+
+/// The model and its rules; the store is kept apart so a transaction can borrow both.
+struct Model {
+    actors: HashMap<String, ActorLog>,
+    inv: Inventory,
+    meta: HashMap<Key, Meta>,
+    opts: RuleOptions,
+    suppressions: Suppressions,
+    stats: TrackerStats,
+    path: String,
+}
+
+/// The stateful detector: feed it changes in input order with [`Tracker::apply_batch`].
+pub struct Tracker {
+    store: Store,
+    model: Model,
+}
+
+impl Tracker {
+    /// Loads the model from the state file.
+    pub fn open(
+        store: Store,
+        opts: RuleOptions,
+        suppressions: Suppressions,
+    ) -> Result<Tracker, StateError> {
+        let path = store.path().display().to_string();
+        let mut model = Model {
+            actors: HashMap::new(),
+            inv: Inventory::new(),
+            meta: HashMap::new(),
+            opts,
+            suppressions,
+            stats: TrackerStats::default(),
+            path,
+        };
+        for o in store.objects()? {
+            let Some(kind) = ObjKind::from_kind(&o.kind) else {
+                return Err(model.corrupt(&o, "unknown kind".into()));
+            };
+            // `null` is a deleted object, or (with the unknown marker) one whose content was
+            // never seen.
+            let null = o.json.trim() == "null";
+            let deleted = null && o.unknown_since.is_none();
+            let key = (kind, o.namespace.clone(), o.name.clone());
+            if !null {
+                let v: Value =
+                    serde_json::from_str(&o.json).map_err(|e| model.corrupt(&o, e.to_string()))?;
+                model.put(kind, v).map_err(|e| model.corrupt(&o, e))?;
+            }
+            model.meta.insert(
+                key,
+                Meta {
+                    rv: o.resource_version.as_deref().and_then(|s| s.parse().ok()),
+                    time_ns: audit::time::parse_rfc3339(&o.time),
+                    unknown_since: o.unknown_since.clone(),
+                    deleted,
+                    assumed: false,
+                },
+            );
+            model.stats.loaded += 1;
+        }
+        Ok(Tracker { store, model })
+    }
+
+    /// Adds the objects of a snapshot the state does not know yet, and stores them.
+    pub fn seed(&mut self, snap: &Snapshot, label: &str) -> Result<u64, StateError> {
+        let model = &mut self.model;
+        let n = self.store.transaction(|tx| {
+            let mut n = 0;
+            for (kind, v) in snapshot_objects(snap) {
+                let key = object_key(kind, &v);
+                if model.meta.get(&key).is_some_and(|m| !m.assumed) {
+                    continue;
+                }
+                tx.put_object(&StoredObject {
+                    kind: kind.as_str().to_string(),
+                    namespace: key.1.clone(),
+                    name: key.2.clone(),
+                    json: v.to_string(),
+                    audit_id: format!("snapshot:{label}"),
+                    time: String::new(),
+                    resource_version: None,
+                    unknown_since: None,
+                })?;
+                if model.put(kind, v).is_ok() {
+                    model.meta.insert(key, Meta::default());
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })?;
+        model.stats.seeded += n;
+        Ok(n)
+    }
+
+    /// Fills in, in memory only, objects of Kubernetes' bootstrap policy that neither the
+    /// state nor a snapshot knows: every cluster has them (`cluster-admin`, `edit`, ...), and
+    /// bindings to them are judged by their usual rules. Alerts that rely on one say so.
+    pub fn assume_bootstrap(&mut self) {
+        for (kind, v) in snapshot_objects(&rbac::inventory::bootstrap()) {
+            let key = object_key(kind, &v);
+            if self.model.meta.contains_key(&key) {
+                continue;
+            }
+            if self.model.put(kind, v).is_ok() {
+                self.model.meta.insert(
+                    key,
+                    Meta {
+                        assumed: true,
+                        ..Meta::default()
+                    },
+                );
+            }
+        }
+    }
+
+    /// How far an input was read by an earlier run.
+    pub fn position(&self, source: &str) -> Result<Option<Position>, StateError> {
+        Ok(self.store.position(source)?)
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> TrackerStats {
+        self.model.stats
+    }
+
+    /// Applies changes in order, in one transaction together with the input position reached
+    /// (so a crash loses nothing committed and repeats nothing). Returns the alerts to report,
+    /// suppressed ones included (`suppressed_by` set); alerts an earlier run already stored are
+    /// counted, not returned.
+    pub fn apply_batch(
+        &mut self,
+        changes: Vec<(Change, Location)>,
+        position: Option<(&str, &Position)>,
+    ) -> Result<Vec<Alert>, StateError> {
+        if changes.is_empty() && position.is_none() {
+            return Ok(Vec::new());
+        }
+        let model = &mut self.model;
+        let mut out = Vec::new();
+        let mut failed: Option<StateError> = None;
+        let res = self.store.transaction(|tx| {
+            for (ch, at) in changes {
+                if let Err(e) = model.apply(tx, ch, at, &mut out) {
+                    return match e {
+                        StateError::Store(s) => Err(s),
+                        other => {
+                            failed = Some(other);
+                            Err(StoreError::Json(serde_json::Error::io(
+                                std::io::Error::other("aborted"),
+                            )))
+                        }
+                    };
+                }
+            }
+            if let Some((source, p)) = position {
+                tx.set_position(source, p)?;
+            }
+            Ok(())
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        res?;
+        Ok(out)
+    }
+}
+
+/// Every role and binding of a snapshot as Kubernetes JSON.
+fn snapshot_objects(snap: &Snapshot) -> Vec<(ObjKind, Value)> {
+    let roles = snap.roles.iter().map(|r| {
+        let kind = match r.kind {
+            RoleKind::ClusterRole => ObjKind::ClusterRole,
+            RoleKind::Role => ObjKind::Role,
+        };
+        (kind, role_json(r))
+    });
+    let bindings = snap.bindings.iter().map(|b| {
+        let kind = match b.kind {
+            BindingKind::ClusterRoleBinding => ObjKind::ClusterRoleBinding,
+            BindingKind::RoleBinding => ObjKind::RoleBinding,
+        };
+        (kind, binding_json(b))
+    });
+    roles.chain(bindings).collect()
+}
+
+fn object_key(kind: ObjKind, v: &Value) -> Key {
+    let meta = |k: &str| {
+        v.get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let ns = if kind.namespaced() {
+        meta("namespace")
+    } else {
+        String::new()
+    };
+    (kind, ns, meta("name"))
+}
+
+/// A role as the API server would return it.
+fn role_json(r: &Role) -> Value {
+    let mut meta = json!({ "name": r.name });
+    if let Some(ns) = &r.namespace {
+        meta["namespace"] = json!(ns);
+    }
+    if !r.labels.is_empty() {
+        meta["labels"] = json!(r.labels);
+    }
+    let mut v = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": r.kind.to_string(),
+        "metadata": meta,
+        "rules": r.rules,
+    });
+    if let Some(sel) = &r.aggregation {
+        v["aggregationRule"] = json!({ "clusterRoleSelectors": sel });
+    }
+    v
+}
+
+/// A binding as the API server would return it.
+fn binding_json(b: &Binding) -> Value {
+    let mut meta = json!({ "name": b.name });
+    if let Some(ns) = &b.namespace {
+        meta["namespace"] = json!(ns);
+    }
+    let subjects: Vec<Value> = b
+        .subjects
+        .iter()
+        .map(|s| {
+            let mut o = json!({ "kind": s.kind, "name": s.name });
+            if let Some(ns) = &s.namespace {
+                o["namespace"] = json!(ns);
+            }
+            if s.kind != "ServiceAccount" {
+                o["apiGroup"] = json!(RBAC_GROUP);
+            }
+            o
+        })
+        .collect();
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": b.kind.to_string(),
+        "metadata": meta,
+        "roleRef": { "apiGroup": RBAC_GROUP, "kind": b.role_ref.kind, "name": b.role_ref.name },
+        "subjects": subjects,
+    })
+}
+
+/// Reads one object with the snapshot loader, so state, snapshots and live reads agree.
+fn parse_object(v: Value) -> Result<(Option<Role>, Option<Binding>), String> {
+    let mut s = Snapshot::default();
+    s.add_value(v, rbac::objects::Origin::default(), &Default::default());
+    if let Some(e) = s.errors.first() {
+        return Err(e.to_string());
+    }
+    Ok((s.roles.pop(), s.bindings.pop()))
+}
+
+fn rules_of(v: &Value) -> (Vec<(String, PolicyRule)>, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut out = Vec::new();
+    if let Some(list) = v.get("rules").and_then(Value::as_array) {
+        for (i, r) in list.iter().enumerate() {
+            match serde_json::from_value::<PolicyRule>(r.clone()) {
+                Ok(p) => out.push((r.to_string(), p)),
+                Err(e) => notes.push(format!(
+                    "rule {i} could not be read ({e}) and was not evaluated"
+                )),
+            }
+        }
+    }
+    (out, notes)
+}
+
+fn role_kind(k: ObjKind) -> Option<RoleKind> {
+    match k {
+        ObjKind::ClusterRole => Some(RoleKind::ClusterRole),
+        ObjKind::Role => Some(RoleKind::Role),
+        _ => None,
+    }
+}
+
+fn binding_kind(k: ObjKind) -> Option<BindingKind> {
+    match k {
+        ObjKind::ClusterRoleBinding => Some(BindingKind::ClusterRoleBinding),
+        ObjKind::RoleBinding => Some(BindingKind::RoleBinding),
+        _ => None,
+    }
+}
+
+fn is_broad(s: &Subject) -> bool {
+    s.kind == "Group" && BROAD_GROUPS.contains(&s.name.as_str())
+}
+
+impl Model {
+    fn corrupt(&self, o: &StoredObject, message: String) -> StateError {
+        StateError::Corrupt {
+            path: self.path.clone(),
+            kind: o.kind.clone(),
+            name: if o.namespace.is_empty() {
+                o.name.clone()
+            } else {
+                format!("{}/{}", o.namespace, o.name)
+            },
+            message,
+        }
+    }
+
+    /// Puts an object into the inventory.
+    fn put(&mut self, kind: ObjKind, v: Value) -> Result<(), String> {
+        let (role, binding) = parse_object(v)?;
+        match (role_kind(kind), role, binding) {
+            (Some(_), Some(r), _) => {
+                self.inv.put_role(r);
+            }
+            (None, _, Some(b)) => {
+                self.inv.put_binding(b);
+            }
+            _ => return Err(format!("not a {}", kind.as_str())),
+        }
+        Ok(())
+    }
+
+    /// The object as the model holds it, as Kubernetes JSON.
+    fn object_json(&self, key: &Key) -> Option<Value> {
+        if let Some(k) = role_kind(key.0) {
+            return self.inv.role(k, &key.1, &key.2).map(role_json);
+        }
+        let k = binding_kind(key.0)?;
+        self.inv.binding(k, &key.1, &key.2).map(binding_json)
+    }
+
+    fn grants(&self, rules: &[PolicyRule]) -> Vec<PodWriteGrant> {
+        role_pod_write(rules, self.opts.pod_write)
+    }
+
+    fn bound_subjects(&self, kind: RoleKind, ns: &str, name: &str) -> Vec<BoundSubject> {
+        let mut out = Vec::new();
+        for b in self.inv.bindings_to(kind, ns, name) {
+            for s in &b.subjects {
+                let Some(eff) = b.effective_subject(s) else {
+                    continue;
+                };
+                let n = normalize(&eff);
+                out.push(BoundSubject {
+                    note: (n.kind == "Group").then(|| group_note(&n.name)).flatten(),
+                    kind: n.kind,
+                    name: n.name,
+                    namespace: n.namespace,
+                    binding_kind: b.kind,
+                    binding: b.name.clone(),
+                    scope_namespace: b.namespace.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    fn apply(
+        &mut self,
+        tx: &Tx<'_>,
+        ch: Change,
+        at: Location,
+        out: &mut Vec<Alert>,
+    ) -> Result<(), StateError> {
+        let audit_id = ch
+            .base
+            .audit_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("no-audit-id:{}:{}", at.path, at.line));
+        let time = ch
+            .time
+            .as_deref()
+            .and_then(audit::time::normalize)
+            .unwrap_or_default();
+        let mut record = ChangeRecord {
+            seq: 0,
+            audit_id: audit_id.clone(),
+            kind: ch.kind.as_str().to_string(),
+            namespace: ch.namespace.clone(),
+            name: ch.name.clone().unwrap_or_default(),
+            verb: ch.verb.clone(),
+            actor: ch.base.actor.username.clone(),
+            time: time.clone(),
+            resource_version: ch.resource_version.map(|v| v.to_string()),
+            outcome: "applied".into(),
+        };
+        // Recorded first, as "applied", so that one statement both detects a redelivery and
+        // records; an outcome other than "applied" is set at the end.
+        if !tx.record_change(&record)? {
+            self.stats.redelivered += 1;
+            return Ok(());
+        }
+        let Some(name) = ch.name.clone() else {
+            record.outcome = self.nameless(tx, &ch, &time, &at, &audit_id, out)?;
+            tx.set_change_outcome(&audit_id, &record.outcome)?;
+            self.note_change(&record, ch.time_ns);
+            return Ok(());
+        };
+        let key: Key = (ch.kind, ch.namespace.clone(), name.clone());
+        let prev = self.meta.get(&key).cloned();
+        let order = prev.as_ref().map(|m| {
+            match (ch.resource_version, m.rv) {
+                (Some(a), Some(b)) => a.cmp(&b),
+                _ => match (ch.time_ns, m.time_ns) {
+                    // Equal times are not the same version: apply the later line.
+                    (Some(a), Some(b)) if a < b => std::cmp::Ordering::Less,
+                    _ => std::cmp::Ordering::Greater,
+                },
+            }
+        });
+        if order == Some(std::cmp::Ordering::Equal) {
+            // The same version again under another auditID: nothing new.
+            self.stats.redelivered += 1;
+            record.outcome = "same-version".into();
+            tx.set_change_outcome(&audit_id, &record.outcome)?;
+            return Ok(());
+        }
+        let stale = order == Some(std::cmp::Ordering::Less);
+        let prev_state = if ch.verb == "create" {
+            PreviousState::Absent
+        } else {
+            match &prev {
+                Some(m) if !stale && !m.deleted && m.unknown_since.is_none() => {
+                    PreviousState::Known
+                }
+                _ => PreviousState::Unknown,
+            }
+        };
+        let outcome = match (&ch.body, ch.verb.as_str()) {
+            (_, "delete") => Outcome::Deleted,
+            (Body::Object { value, source }, _) => {
+                Outcome::Known(value.clone(), *source, Box::default())
+            }
+            (Body::Patch { value, kind }, _) => {
+                let target = if prev_state == PreviousState::Known {
+                    match tx
+                        .get_object(ch.kind.as_str(), &key.1, &key.2)?
+                        .and_then(|o| serde_json::from_str::<Value>(&o.json).ok())
+                        .filter(|v| !v.is_null())
+                    {
+                        Some(v) => Some(v),
+                        // Assumed bootstrap objects live in memory only.
+                        None => self.object_json(&key),
+                    }
+                } else {
+                    None
+                };
+                match target {
+                    Some(t) => match rbac::patch::apply(&t, value, *kind) {
+                        Ok(v) => Outcome::Known(v, RulesSource::PatchedState, Box::default()),
+                        Err(e) => Outcome::Unknown(format!(
+                            "the patch could not be applied to the last known object ({e})"
+                        )),
+                    },
+                    // A server-side apply body is the whole intended object.
+                    None if value.get("kind").and_then(Value::as_str) == Some(ch.kind.as_str()) => {
+                        Outcome::Known(value.clone(), RulesSource::RequestObject, Box::default())
+                    }
+                    None => Outcome::Unknown(
+                        "only the patch was logged, and the object it applies to is not known"
+                            .into(),
+                    ),
+                }
+            }
+            (Body::None { reason }, _) => Outcome::Unknown(reason.clone()),
+        };
+        let outcome = match outcome {
+            Outcome::Known(v, src, _) => match parse_object(v.clone()) {
+                Ok(p) => Outcome::Known(v, src, Box::new(p)),
+                Err(e) => Outcome::Unknown(format!("the resulting object cannot be read ({e})")),
+            },
+            o => o,
+        };
+        let ctx = Ctx {
+            ch: &ch,
+            key: &key,
+            time: &time,
+            audit_id: &audit_id,
+            prev_state,
+            stale,
+            assumed: prev.as_ref().is_some_and(|m| m.assumed),
+        };
+        let mut alerts = match ch.kind {
+            ObjKind::ClusterRole | ObjKind::Role => self.role_change(&ctx, &outcome),
+            ObjKind::ClusterRoleBinding | ObjKind::RoleBinding => {
+                self.binding_change(&ctx, &outcome)
+            }
+        };
+        // Persist the object.
+        record.outcome = if stale {
+            self.stats.stale += 1;
+            "stale".into()
+        } else {
+            match &outcome {
+                Outcome::Known(v, _, _) => {
+                    tx.put_object(&StoredObject {
+                        kind: ch.kind.as_str().into(),
+                        namespace: key.1.clone(),
+                        name: key.2.clone(),
+                        json: v.to_string(),
+                        audit_id: audit_id.clone(),
+                        time: time.clone(),
+                        resource_version: ch.resource_version.map(|r| r.to_string()),
+                        unknown_since: None,
+                    })?;
+                    self.meta.insert(
+                        key.clone(),
+                        Meta {
+                            rv: ch.resource_version,
+                            time_ns: ch.time_ns,
+                            ..Meta::default()
+                        },
+                    );
+                    self.stats.applied += 1;
+                    "applied".into()
+                }
+                Outcome::Deleted => {
+                    tx.put_object(&StoredObject {
+                        kind: ch.kind.as_str().into(),
+                        namespace: key.1.clone(),
+                        name: key.2.clone(),
+                        json: "null".into(),
+                        audit_id: audit_id.clone(),
+                        time: time.clone(),
+                        resource_version: ch.resource_version.map(|r| r.to_string()),
+                        unknown_since: None,
+                    })?;
+                    self.meta.insert(
+                        key.clone(),
+                        Meta {
+                            rv: ch.resource_version,
+                            time_ns: ch.time_ns,
+                            deleted: true,
+                            ..Meta::default()
+                        },
+                    );
+                    self.stats.applied += 1;
+                    "deleted".into()
+                }
+                Outcome::Unknown(_) => {
+                    self.stats.unverified += 1;
+                    let marked = tx.mark_unknown(ch.kind.as_str(), &key.1, &key.2, &time)?;
+                    if !marked {
+                        // Not in the state file: keep what memory knows (an assumed bootstrap
+                        // object), or `null`, with the marker, so a later run loads the same.
+                        let last = prev
+                            .as_ref()
+                            .filter(|m| !m.deleted)
+                            .and_then(|_| self.object_json(&key));
+                        tx.put_object(&StoredObject {
+                            kind: ch.kind.as_str().into(),
+                            namespace: key.1.clone(),
+                            name: key.2.clone(),
+                            json: last.map_or_else(|| "null".to_string(), |v| v.to_string()),
+                            audit_id: audit_id.clone(),
+                            time: time.clone(),
+                            resource_version: None,
+                            unknown_since: Some(time.clone()),
+                        })?;
+                    }
+                    let m = self.meta.entry(key.clone()).or_default();
+                    m.unknown_since.get_or_insert(time.clone());
+                    m.assumed = false;
+                    m.rv = ch.resource_version.or(m.rv);
+                    m.time_ns = ch.time_ns.max(m.time_ns);
+                    "unverified".into()
+                }
+            }
+        };
+        for a in &mut alerts {
+            self.add_context(tx, a, &ctx)?;
+        }
+        if record.outcome != "applied" {
+            tx.set_change_outcome(&audit_id, &record.outcome)?;
+        }
+        self.note_change(&record, ch.time_ns);
+        for a in alerts {
+            self.emit(tx, a, &at, &time, &audit_id, out)?;
+        }
+        Ok(())
+    }
+
+    /// A change with no object name: deletecollection (everything of that kind there may be
+    /// gone), or an event that names nothing.
+    fn nameless(
+        &mut self,
+        tx: &Tx<'_>,
+        ch: &Change,
+        time: &str,
+        at: &Location,
+        audit_id: &str,
+        out: &mut Vec<Alert>,
+    ) -> Result<String, StateError> {
+        self.stats.unverified += 1;
+        if ch.verb == "deletecollection" {
+            let keys: Vec<Key> = self
+                .meta
+                .iter()
+                .filter(|(k, m)| k.0 == ch.kind && k.1 == ch.namespace && !m.deleted)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in keys {
+                tx.mark_unknown(k.0.as_str(), &k.1, &k.2, time)?;
+                if let Some(m) = self.meta.get_mut(&k) {
+                    m.unknown_since.get_or_insert(time.to_string());
+                }
+            }
+            return Ok("unverified".into());
+        }
+        if ch.kind == ObjKind::ClusterRole && ch.verb != "delete" {
+            let mut a = self.unverified(
+                ch,
+                None,
+                "the event names no ClusterRole and shows no body".into(),
+            );
+            a.context.previous_state = Some(PreviousState::Unknown);
+            self.emit(tx, a, at, time, audit_id, out)?;
+        }
+        Ok("unverified".into())
+    }
+
+    fn unverified(&self, ch: &Change, name: Option<&str>, reason: String) -> Alert {
+        let mut a = ch.base.clone();
+        a.rule_id = UNVERIFIED_RULE_ID;
+        a.title = UNVERIFIED_TITLE;
+        a.severity = Severity::Info;
+        a.role = name.map(str::to_string);
+        a.rules_source = RulesSource::NotLogged;
+        let shown = name.map(sh).unwrap_or_else(|| "NAME".into());
+        a.why = vec![format!(
+            "The ClusterRole was changed ({}), but the log does not show its rules afterwards: it may now grant pod write. Audit policies that log RBAC at Metadata level hide this; log rbac.authorization.k8s.io at RequestResponse.",
+            ch.verb
+        )];
+        a.investigation = vec![
+            format!("See what it grants now: kubectl get clusterrole {shown} -o yaml"),
+            format!(
+                "With kubeward, against the cluster: kubeward rbac pod-writers --live --format json | jq -c --arg role {shown} 'select(.name == $role)'"
+            ),
+            "Or from a fresh snapshot: kubectl get clusterroles,clusterrolebindings,roles,rolebindings -A -o yaml > rbac.yaml && kubeward rbac pod-writers rbac.yaml".into(),
+        ];
+        a.notes.push(reason);
+        a
+    }
+
+    fn role_change(&mut self, c: &Ctx<'_>, outcome: &Outcome) -> Vec<Alert> {
+        let Some(rk) = role_kind(c.ch.kind) else {
+            return Vec::new();
+        };
+        let (ns, name) = (c.key.1.as_str(), c.key.2.as_str());
+        let before: Option<Role> = match c.prev_state {
+            PreviousState::Known => self.inv.role(rk, ns, name).cloned(),
+            _ => None,
+        };
+        let after: Option<Role> = match outcome {
+            Outcome::Known(_, _, p) => p.0.clone(),
+            _ => None,
+        };
+        let current = self.inv.role(rk, ns, name).cloned();
+        let agg_relevant = rk == RoleKind::ClusterRole
+            && !c.stale
+            && !matches!(outcome, Outcome::Unknown(_))
+            && self
+                .inv
+                .affects_aggregation(current.as_ref(), after.as_ref());
+        let agg_before = agg_relevant.then(|| self.inv.aggregated().clone());
+        if !c.stale {
+            match outcome {
+                Outcome::Known(..) => {
+                    if let Some(r) = after.clone() {
+                        self.inv.put_role(r);
+                    }
+                }
+                Outcome::Deleted => {
+                    self.inv.remove_role(rk, ns, name);
+                }
+                Outcome::Unknown(_) => {}
+            }
+        }
+        let mut alerts = Vec::new();
+        if rk == RoleKind::ClusterRole {
+            if let Some(a) = self.pod_write_alert(
+                c,
+                outcome,
+                before.as_ref(),
+                after.as_ref(),
+                agg_before.as_ref(),
+            ) {
+                alerts.push(a);
+            }
+        }
+        if let Some(before_agg) = agg_before {
+            let after_agg = self.inv.aggregated().clone();
+            if let Some(a) = self.aggregated_alert(c, after.as_ref(), &before_agg, &after_agg) {
+                alerts.push(a);
+            }
+        }
+        alerts
+    }
+
+    fn pod_write_alert(
+        &mut self,
+        c: &Ctx<'_>,
+        outcome: &Outcome,
+        before: Option<&Role>,
+        after: Option<&Role>,
+        agg_before: Option<&BTreeMap<String, Vec<PolicyRule>>>,
+    ) -> Option<Alert> {
+        let name = c.key.2.as_str();
+        match outcome {
+            Outcome::Deleted => None,
+            Outcome::Unknown(reason) => {
+                if let Some(st) = &c.ch.stateless {
+                    let mut a = (**st).clone();
+                    a.notes.push(format!("{reason}; judged on the event alone"));
+                    a.context.previous_state = Some(PreviousState::Unknown);
+                    a.context.newly_granted = Some(a.grants.clone());
+                    Some(a)
+                } else {
+                    let mut a = self.unverified(c.ch, Some(name), reason.clone());
+                    a.context.previous_state = Some(c.prev_state);
+                    Some(a)
+                }
+            }
+            Outcome::Known(v, source, _) => {
+                let (rules, notes) = rules_of(v);
+                let parsed: Vec<PolicyRule> = rules.iter().map(|(_, r)| r.clone()).collect();
+                let after_grants = self.grants(&parsed);
+                let mut report = match (c.prev_state, before) {
+                    (PreviousState::Known, Some(b)) => {
+                        newly_granted(&after_grants, &self.grants(&b.rules))
+                    }
+                    _ => after_grants.clone(),
+                };
+                // The aggregation controller writes into an aggregating role the rules its
+                // selectors pick; what the model already had from them is not news.
+                if after.is_some_and(|r| r.aggregation.is_some()) {
+                    let explained = agg_before
+                        .and_then(|m| m.get(name))
+                        .map(|r| self.grants(r))
+                        .or_else(|| {
+                            self.inv
+                                .aggregated()
+                                .get(name)
+                                .map(|r| role_pod_write(r, self.opts.pod_write))
+                        })
+                        .unwrap_or_default();
+                    let left = newly_granted(&report, &explained);
+                    if left.len() < report.len() {
+                        self.stats.attributed += 1;
+                    }
+                    report = left;
+                }
+                let mut a = c.ch.base.clone();
+                a.rules_source = *source;
+                a.notes.extend(notes);
+                if !fill(&mut a, Some(name.to_string()), &rules, &report, &self.opts) {
+                    return None;
+                }
+                a.context.previous_state = Some(c.prev_state);
+                a.context.newly_granted = Some(summarize(&report));
+                a.context.previous_rules = before.map(|b| {
+                    b.rules
+                        .iter()
+                        .filter_map(|r| serde_json::to_value(r).ok())
+                        .collect()
+                });
+                if *source == RulesSource::PatchedState {
+                    a.notes.push("rules computed by applying the logged patch to the last known version of the role".into());
+                }
+                Some(a)
+            }
+        }
+    }
+
+    fn aggregated_alert(
+        &mut self,
+        c: &Ctx<'_>,
+        after: Option<&Role>,
+        before: &BTreeMap<String, Vec<PolicyRule>>,
+        now: &BTreeMap<String, Vec<PolicyRule>>,
+    ) -> Option<Alert> {
+        let mut gains = Vec::new();
+        let mut all_new: Vec<PodWriteGrant> = Vec::new();
+        let mut wildcard = false;
+        let mut broad = false;
+        for (agg, rules) in now {
+            let old = before.get(agg);
+            if old == Some(rules) {
+                continue;
+            }
+            let new = newly_granted(
+                &self.grants(rules),
+                &old.map(|r| self.grants(r)).unwrap_or_default(),
+            );
+            if new.is_empty() {
+                continue;
+            }
+            wildcard |= rules.iter().any(is_wildcard_rule)
+                && !old.is_some_and(|o| o.iter().any(is_wildcard_rule));
+            let subjects = self.bound_subjects(RoleKind::ClusterRole, "", agg);
+            broad |= subjects
+                .iter()
+                .any(|s| s.kind == "Group" && BROAD_GROUPS.contains(&s.name.as_str()));
+            gains.push(AggregatorGain {
+                role: agg.clone(),
+                newly_granted: summarize(&new),
+                bound_subjects: subjects,
+            });
+            all_new.extend(new);
+        }
+        if gains.is_empty() {
+            return None;
+        }
+        let name = c.key.2.as_str();
+        let mut a = c.ch.base.clone();
+        a.rule_id = AGGREGATED_RULE_ID;
+        a.title = AGGREGATED_TITLE;
+        a.role = Some(name.to_string());
+        a.rules_source = match &c.ch.body {
+            Body::Object { source, .. } => *source,
+            Body::Patch { .. } => RulesSource::PatchedState,
+            Body::None { .. } => RulesSource::NotLogged,
+        };
+        a.severity = if wildcard || broad {
+            Severity::Critical
+        } else if all_new
+            .iter()
+            .any(|g| !g.narrowed() && g.capability.runs_code())
+        {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        let names: Vec<String> = gains.iter().map(|g| g.role.clone()).collect();
+        let labels: Vec<String> = after
+            .map(|r| {
+                r.labels
+                    .iter()
+                    .filter(|(k, _)| k.contains("aggregate"))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fed_by_self =
+            after.is_some_and(|r| r.aggregation.is_some() && names.iter().any(|n| n == name));
+        let mut why = vec![if fed_by_self {
+            format!(
+                "The aggregating ClusterRole {name} now selects roles that grant pod write; the aggregation controller copies their rules into it, so everyone bound to it gains them."
+            )
+        } else {
+            format!(
+                "ClusterRole {name} is now picked by the aggregationRule of {} ({}); the aggregation controller copies its rules into {}, so everyone bound to {} gains them.",
+                names.join(", "),
+                if labels.is_empty() { "through its labels".to_string() } else { format!("labels {}", labels.join(", ")) },
+                if names.len() == 1 { "that role" } else { "those roles" },
+                if names.len() == 1 { "it" } else { "them" },
+            )
+        }];
+        why.extend(crate::explain::why(&all_new, a.severity));
+        a.why = why;
+        let role = sh(name);
+        let mut inv = vec![format!(
+            "See the role and its labels: kubectl get clusterrole {role} -o yaml"
+        )];
+        for n in &names {
+            inv.push(format!(
+                "See what {n} selects and grants now: kubectl get clusterrole {} -o yaml",
+                sh(n)
+            ));
+        }
+        inv.push("With kubeward, against the cluster: kubeward rbac pod-writers --live".into());
+        a.investigation = inv;
+        a.resolution = if fed_by_self {
+            vec![format!("Narrow or remove the aggregationRule of {name}, or delete it: kubectl delete clusterrole {role}")]
+        } else {
+            let mut r: Vec<String> = labels
+                .iter()
+                .map(|l| {
+                    let k = l.split('=').next().unwrap_or(l);
+                    format!(
+                        "Remove the aggregation label: kubectl label clusterrole {role} {}",
+                        sh(&format!("{k}-"))
+                    )
+                })
+                .collect();
+            r.push(format!(
+                "Or delete the role: kubectl delete clusterrole {role}"
+            ));
+            r.push("The aggregation controller then recomputes the aggregating roles' rules without it.".into());
+            r
+        };
+        a.grants = summarize(&all_new);
+        a.context.aggregated_into = Some(gains);
+        a.context.previous_state = Some(c.prev_state);
+        Some(a)
+    }
+
+    fn binding_change(&mut self, c: &Ctx<'_>, outcome: &Outcome) -> Vec<Alert> {
+        let Some(bk) = binding_kind(c.ch.kind) else {
+            return Vec::new();
+        };
+        let (ns, name) = (c.key.1.as_str(), c.key.2.as_str());
+        let before: Option<Binding> = match c.prev_state {
+            PreviousState::Known => self.inv.binding(bk, ns, name).cloned(),
+            _ => None,
+        };
+        let after: Option<Binding> = match outcome {
+            Outcome::Known(_, _, p) => p.1.clone(),
+            _ => None,
+        };
+        if !c.stale {
+            match outcome {
+                Outcome::Known(..) => {
+                    if let Some(b) = after.clone() {
+                        self.inv.put_binding(b);
+                    }
+                }
+                Outcome::Deleted => {
+                    self.inv.remove_binding(bk, ns, name);
+                }
+                Outcome::Unknown(_) => {}
+            }
+        }
+        let Some(after) = after else {
+            return Vec::new();
+        };
+        self.bound_alert(c, &after, before.as_ref(), outcome)
+            .into_iter()
+            .collect()
+    }
+
+    fn bound_alert(
+        &mut self,
+        c: &Ctx<'_>,
+        after: &Binding,
+        before: Option<&Binding>,
+        outcome: &Outcome,
+    ) -> Option<Alert> {
+        let role = self.inv.bound_role(after)?.clone();
+        let rns = role.namespace.clone().unwrap_or_default();
+        let role_rules = self.inv.effective_rules(role.kind, &rns, &role.name)?;
+        let role_grants = self.grants(&role_rules);
+        if role_grants.is_empty() {
+            return None;
+        }
+        let same_role = |b: &Binding| b.role_ref == after.role_ref;
+        let had: BTreeSet<Subject> = before
+            .filter(|b| same_role(b))
+            .map(|b| {
+                b.subjects
+                    .iter()
+                    .filter_map(|s| b.effective_subject(s))
+                    .map(|s| normalize(&s))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut gains = Vec::new();
+        let mut all_new = Vec::new();
+        let mut seen = BTreeSet::new();
+        for s in &after.subjects {
+            let Some(eff) = after.effective_subject(s) else {
+                continue;
+            };
+            let s = normalize(&eff);
+            if had.contains(&s) || !seen.insert(s.clone()) {
+                continue;
+            }
+            // What the subject already holds through its other bindings, where this one grants.
+            let mut existing = Vec::new();
+            let others: Vec<Binding> = self
+                .inv
+                .bindings_of(&s)
+                .into_iter()
+                .filter(|b| {
+                    !(b.kind == after.kind
+                        && b.namespace == after.namespace
+                        && b.name == after.name)
+                })
+                .filter(|b| {
+                    b.kind == BindingKind::ClusterRoleBinding
+                        || (after.kind == BindingKind::RoleBinding
+                            && b.namespace == after.namespace)
+                })
+                .cloned()
+                .collect();
+            for b in others {
+                if let Some(r) = self.inv.bound_role(&b).cloned() {
+                    let rns = r.namespace.clone().unwrap_or_default();
+                    if let Some(rules) = self.inv.effective_rules(r.kind, &rns, &r.name) {
+                        existing.extend(self.grants(&rules));
+                    }
+                }
+            }
+            let new = newly_granted(&role_grants, &existing);
+            if new.is_empty() {
+                continue;
+            }
+            gains.push(SubjectGain {
+                note: (s.kind == "Group").then(|| group_note(&s.name)).flatten(),
+                kind: s.kind.clone(),
+                name: s.name.clone(),
+                namespace: s.namespace.clone(),
+                newly_granted: summarize(&new),
+            });
+            all_new.push((s, new));
+        }
+        if gains.is_empty() {
+            return None;
+        }
+        let admin_equivalent = role_rules.iter().any(is_wildcard_rule);
+        let broad: Vec<&Subject> = all_new
+            .iter()
+            .map(|(s, _)| s)
+            .filter(|s| is_broad(s))
+            .collect();
+        let flat: Vec<PodWriteGrant> = all_new.iter().flat_map(|(_, g)| g.clone()).collect();
+        let mut a = c.ch.base.clone();
+        a.rule_id = BOUND_RULE_ID;
+        a.title = BOUND_TITLE;
+        a.severity = if admin_equivalent || !broad.is_empty() {
+            Severity::Critical
+        } else if flat
+            .iter()
+            .any(|g| !g.narrowed() && g.capability.runs_code())
+        {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        a.role = Some(role.name.clone());
+        a.role_kind = Some(match role.kind {
+            RoleKind::ClusterRole => "ClusterRole",
+            RoleKind::Role => "Role",
+        });
+        a.binding_kind = Some(match after.kind {
+            BindingKind::ClusterRoleBinding => "ClusterRoleBinding",
+            BindingKind::RoleBinding => "RoleBinding",
+        });
+        a.binding = Some(after.name.clone());
+        a.namespace = after.namespace.clone();
+        a.rules_source = match outcome {
+            Outcome::Known(_, s, _) => *s,
+            _ => RulesSource::NotLogged,
+        };
+        let scope = match &after.namespace {
+            Some(ns) => format!("in namespace {ns}"),
+            None => "in every namespace".to_string(),
+        };
+        let who: Vec<String> = gains
+            .iter()
+            .map(|g| match &g.namespace {
+                Some(ns) if g.kind == "ServiceAccount" => format!("ServiceAccount {ns}/{}", g.name),
+                _ => format!("{} {}", g.kind, g.name),
+            })
+            .collect();
+        let mut why = vec![format!(
+            "{} {} gives {} {} {} to {}, who did not hold that pod write through any other binding.",
+            after.kind,
+            after.name,
+            role.kind,
+            role.name,
+            scope,
+            who.join(", ")
+        )];
+        if admin_equivalent {
+            why.push(format!(
+                "{} {} has `*` verbs on `*` resources: this is cluster-admin.",
+                role.kind, role.name
+            ));
+        }
+        for s in &broad {
+            why.push(format!(
+                "Group {} is everyone of its kind: {}",
+                s.name,
+                group_note(&s.name).unwrap_or_default()
+            ));
+        }
+        why.extend(
+            crate::explain::why(&flat, a.severity)
+                .into_iter()
+                .filter(|w| !w.starts_with("The role has `*`")),
+        );
+        a.why = why;
+        let (kind_res, ns_flag) = match &after.namespace {
+            Some(ns) => ("rolebinding", format!(" -n {}", sh(ns))),
+            None => ("clusterrolebinding", String::new()),
+        };
+        a.investigation = vec![
+            format!("See the binding: kubectl get {kind_res} {}{ns_flag} -o yaml", sh(&after.name)),
+            format!(
+                "See what the role grants: kubectl get {} {}{} -o yaml",
+                if role.kind == RoleKind::ClusterRole { "clusterrole" } else { "role" },
+                sh(&role.name),
+                if role.kind == RoleKind::Role { ns_flag.clone() } else { String::new() }
+            ),
+            "With kubeward, against the cluster: every holder of pod write: kubeward rbac pod-writers --live".into(),
+        ];
+        a.resolution = vec![
+            format!(
+                "Remove the binding: kubectl delete {kind_res} {}{ns_flag}",
+                sh(&after.name)
+            ),
+            format!(
+                "Or take the subjects out of it: kubectl edit {kind_res} {}{ns_flag}",
+                sh(&after.name)
+            ),
+        ];
+        a.grants = summarize(&flat);
+        a.context.subjects_granted = Some(gains);
+        a.context.previous_state = Some(c.prev_state);
+        if self
+            .meta
+            .get(&(
+                match role.kind {
+                    RoleKind::ClusterRole => ObjKind::ClusterRole,
+                    RoleKind::Role => ObjKind::Role,
+                },
+                rns.clone(),
+                role.name.clone(),
+            ))
+            .is_some_and(|m| m.assumed)
+        {
+            a.notes.push(format!(
+                "{} {} was not seen in the log or a snapshot: its rules are Kubernetes' bootstrap policy (give --rbac-snapshot to use the cluster's own)",
+                role.kind, role.name
+            ));
+        }
+        Some(a)
+    }
+
+    fn add_context(&mut self, tx: &Tx<'_>, a: &mut Alert, c: &Ctx<'_>) -> Result<(), StateError> {
+        if c.stale {
+            a.notes.push(if c.prev_state == PreviousState::Absent {
+                "this create arrived after a newer version of the object had been applied (by resourceVersion or time): the newer version stays in the model".into()
+            } else {
+                "this event arrived after a newer version of the object had been applied (by resourceVersion or time): it was judged against an unknown previous state, and the newer version stays in the model".into()
+            });
+        }
+        if c.assumed && a.rule_id != BOUND_RULE_ID {
+            a.notes.push("the previous version was assumed from Kubernetes' bootstrap policy (not seen in the log or a snapshot)".into());
+        }
+        if let Some(r) = a.role.clone() {
+            let (kind, ns) = match (a.role_kind, &a.namespace) {
+                (Some("Role"), Some(ns)) => (RoleKind::Role, ns.clone()),
+                _ => (RoleKind::ClusterRole, String::new()),
+            };
+            a.context.bound_subjects = Some(self.bound_subjects(kind, &ns, &r));
+        }
+        a.context.role_admins = Some(self.inv.role_admins());
+        let mut recent = Vec::new();
+        if let (Some(user), Some(t)) = (a.actor.username.as_deref(), c.ch.time_ns) {
+            let (rows, total) = self.recent_changes(tx, user, t, c.time, c.audit_id)?;
+            a.context.actor_recent_changes_total = Some(total);
+            recent = rows;
+        }
+        a.context.actor_recent_changes = Some(recent);
+        Ok(())
+    }
+
+    /// The actor's latest changes in the hour up to `t` (at most [`RECENT_LIMIT`]) and their
+    /// number. Served from memory; the history is read once per actor, and again only for an
+    /// event older than what memory holds.
+    fn recent_changes(
+        &mut self,
+        tx: &Tx<'_>,
+        user: &str,
+        t: i128,
+        until: &str,
+        current: &str,
+    ) -> Result<(Vec<RecentChange>, u64), StateError> {
+        let since = t - RECENT_WINDOW_NS;
+        let since_text = audit::time::format_utc_micros(since);
+        let covered = self
+            .actors
+            .get(user)
+            .is_some_and(|l| l.complete_from <= since);
+        if !covered {
+            if self.actors.contains_key(user) {
+                // Older than what memory holds (a late event): ask the history directly.
+                let (rows, total) =
+                    tx.latest_changes_by_actor(user, &since_text, until, RECENT_LIMIT + 1)?;
+                let mut rows: Vec<RecentChange> = rows
+                    .into_iter()
+                    .filter(|r| r.audit_id != current)
+                    .map(recent_from)
+                    .collect();
+                let skip = rows.len().saturating_sub(RECENT_LIMIT);
+                rows.drain(..skip);
+                return Ok((rows, total.saturating_sub(1)));
+            }
+            let rows = tx.changes_by_actor(user, &since_text, "9999")?;
+            let entries = rows
+                .into_iter()
+                .filter(|r| r.audit_id != current)
+                .filter_map(|r| Some((audit::time::parse_rfc3339(&r.time)?, recent_from(r))))
+                .collect();
+            self.actors.insert(
+                user.to_string(),
+                ActorLog {
+                    complete_from: since,
+                    entries,
+                },
+            );
+        }
+        let log = &self.actors[user];
+        let lo = log.entries.partition_point(|(x, _)| *x < since);
+        let hi = log.entries.partition_point(|(x, _)| *x <= t);
+        let window = &log.entries[lo..hi.max(lo)];
+        let total = window.len() as u64;
+        let first = window.len().saturating_sub(RECENT_LIMIT);
+        Ok((
+            window[first..].iter().map(|(_, r)| r.clone()).collect(),
+            total,
+        ))
+    }
+
+    /// Adds a recorded change to its actor's in-memory log, if that log is loaded, and forgets
+    /// what no alert can ask for any more.
+    fn note_change(&mut self, r: &ChangeRecord, t: Option<i128>) {
+        let (Some(user), Some(t)) = (r.actor.as_deref(), t) else {
+            return;
+        };
+        let Some(log) = self.actors.get_mut(user) else {
+            return;
+        };
+        let at = log.entries.partition_point(|(x, _)| *x <= t);
+        log.entries.insert(at, (t, recent_from(r.clone())));
+        // Keep two windows back from the newest change: enough for any event in order, and a
+        // late one older than that asks the history.
+        if let Some(newest) = log.entries.last().map(|(x, _)| *x) {
+            let keep = newest - 2 * RECENT_WINDOW_NS;
+            if keep > log.complete_from {
+                let cut = log.entries.partition_point(|(x, _)| *x < keep);
+                log.entries.drain(..cut);
+                log.complete_from = keep;
+            }
+        }
+    }
+
+    fn emit(
+        &mut self,
+        tx: &Tx<'_>,
+        mut a: Alert,
+        at: &Location,
+        time: &str,
+        audit_id: &str,
+        out: &mut Vec<Alert>,
+    ) -> Result<(), StateError> {
+        a.source = Some(at.clone());
+        a.suppressed_by = self.suppressions.matching(&a);
+        let json = serde_json::to_string(&a).map_err(StoreError::Json)?;
+        let t = (!time.is_empty()).then_some(time);
+        if !tx.insert_alert(a.rule_id, audit_id, t, &json)? {
+            self.stats.repeated_alerts += 1;
+            return Ok(());
+        }
+        out.push(a);
+        Ok(())
+    }
+}
+
+fn recent_from(r: ChangeRecord) -> RecentChange {
+    RecentChange {
+        time: r.time,
+        verb: r.verb,
+        kind: r.kind,
+        namespace: (!r.namespace.is_empty()).then_some(r.namespace),
+        name: r.name,
+        audit_id: r.audit_id,
+    }
+}
+
+/// Everything about the change being judged.
+struct Ctx<'a> {
+    ch: &'a Change,
+    key: &'a Key,
+    time: &'a str,
+    audit_id: &'a str,
+    prev_state: PreviousState,
+    stale: bool,
+    assumed: bool,
+}
+
+/// The rule ids that only stateful detection raises.
+pub const STATEFUL_RULES: &[&str] = &[AGGREGATED_RULE_ID, BOUND_RULE_ID, UNVERIFIED_RULE_ID];
