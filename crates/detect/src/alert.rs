@@ -125,7 +125,7 @@ pub struct Context {
     /// Who else can create or change ClusterRoles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role_admins: Option<Vec<rbac::Grantee>>,
-    /// The actor's other RBAC changes in the hour before this one (the latest 20).
+    /// The actor's other RBAC changes in the hour before this one (the latest 10).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor_recent_changes: Option<Vec<RecentChange>>,
     /// How many such changes there are in all.

@@ -19,8 +19,10 @@ pub enum Body {
     /// The whole object: the stored one the API server returned, or the full object a create or
     /// update sent.
     Object {
-        /// The object.
-        value: Value,
+        /// The object, decoded (or why it could not be).
+        object: Result<Box<ParsedObject>, String>,
+        /// `metadata.resourceVersion`, as a number.
+        resource_version: Option<u64>,
         /// Where it was read.
         source: RulesSource,
     },
@@ -60,8 +62,63 @@ pub struct Change {
     /// The event's facts as an alert without a verdict (actor, addresses, agent, ...).
     pub base: Alert,
     /// What `clusterrole-pod-write` says of the event on its own: used when the state cannot
-    /// establish the outcome.
+    /// establish the outcome, so only computed when the body is not a whole object.
     pub stateless: Option<Box<Alert>>,
+}
+
+/// A whole object from an event, decoded here, on every core, to keep the single-threaded
+/// tracker short.
+#[derive(Debug, Clone)]
+pub struct ParsedObject {
+    /// The role, for ClusterRoles and Roles.
+    pub role: Option<rbac::Role>,
+    /// The binding, for ClusterRoleBindings and RoleBindings.
+    pub binding: Option<rbac::Binding>,
+    /// Compact JSON text (for the state file).
+    pub text: String,
+}
+
+/// Reads one object (JSON text) with the snapshot loader, so state, snapshots and live reads
+/// agree.
+pub fn parse_object(text: &str) -> Result<ParsedObject, String> {
+    let mut s = rbac::Snapshot::default();
+    s.load_text("", text, &Default::default());
+    if let Some(e) = s.errors.first() {
+        // The loader names the document; here there is only one.
+        let msg = e.to_string();
+        return Err(msg
+            .strip_prefix(" document 1: ")
+            .map(str::to_string)
+            .unwrap_or(msg));
+    }
+    if s.roles.len() + s.bindings.len() != 1 {
+        return Err("not one RBAC object".into());
+    }
+    Ok(ParsedObject {
+        role: s.roles.pop(),
+        binding: s.bindings.pop(),
+        text: text.to_string(),
+    })
+}
+
+/// The few fields read from a body before deciding what it is.
+#[derive(serde::Deserialize)]
+struct BodyHead<'a> {
+    #[serde(borrow, default)]
+    kind: Option<audit::Text<'a>>,
+    #[serde(borrow, default)]
+    metadata: Option<BodyMeta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BodyMeta<'a> {
+    #[serde(borrow, default)]
+    name: Option<audit::Text<'a>>,
+    #[serde(borrow, default)]
+    namespace: Option<audit::Text<'a>>,
+    #[serde(borrow, default)]
+    resource_version: Option<audit::Text<'a>>,
 }
 
 /// Whether an event could be an RBAC change, from the head only (verb and resource).
@@ -107,59 +164,51 @@ pub fn extract(ev: &Event, opts: &RuleOptions) -> Option<Change> {
     if !code_ok || ev.is_dry_run() {
         return None;
     }
-    let body = body_of(ev, kind, verb);
-    let from_body = |key: &str| match &body {
-        Body::Object { value, .. } => value
-            .get("metadata")
-            .and_then(|m| m.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        _ => None,
-    };
+    let (body, head) = body_of(ev, kind, verb);
+    let meta = head.as_ref().and_then(|(_, m)| m.as_ref());
+    let body_name = meta
+        .and_then(|m| m.name.as_deref())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let body_namespace = meta
+        .and_then(|m| m.namespace.as_deref())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     let name = oref
         .name
         .as_deref()
         .filter(|n| !n.is_empty())
         .map(str::to_string)
-        .or_else(|| from_body("name"));
+        .or(body_name);
     let namespace = if kind.namespaced() {
         oref.namespace
             .as_deref()
             .filter(|n| !n.is_empty())
             .map(str::to_string)
-            .or_else(|| from_body("namespace"))
+            .or(body_namespace)
             .unwrap_or_default()
     } else {
         String::new()
     };
     let resource_version = match &body {
         Body::Object {
-            value,
+            resource_version,
             source: RulesSource::ResponseObject,
-        } => value
-            .get("metadata")
-            .and_then(|m| m.get("resourceVersion"))
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok()),
+            ..
+        } => *resource_version,
+        // A delete may return the deleted object (or a Status without one).
+        _ if verb == "delete" => head
+            .as_ref()
+            .filter(|(src, _)| *src == RulesSource::ResponseObject)
+            .and_then(|(_, m)| m.as_ref()?.resource_version.as_deref()?.parse().ok()),
         _ => None,
-    }
-    .or_else(|| {
-        ev.response_object
-            .filter(|_| verb == "delete")
-            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
-            .and_then(|v| {
-                v.get("metadata")?
-                    .get("resourceVersion")?
-                    .as_str()?
-                    .parse()
-                    .ok()
-            })
-    });
-    let stateless = if kind == ObjKind::ClusterRole {
-        clusterrole_pod_write::evaluate(ev, opts).map(Box::new)
-    } else {
-        None
     };
+    let stateless =
+        if kind == ObjKind::ClusterRole && !matches!(body, Body::Object { object: Ok(_), .. }) {
+            clusterrole_pod_write::evaluate(ev, opts).map(Box::new)
+        } else {
+            None
+        };
     let mut base = clusterrole_pod_write::base_alert(ev, opts);
     base.notes = notes;
     let time = ev.time().map(str::to_string);
@@ -177,42 +226,91 @@ pub fn extract(ev: &Event, opts: &RuleOptions) -> Option<Change> {
     })
 }
 
-/// Reads what the event's bodies say about the object after the change.
-fn body_of(ev: &Event, kind: ObjKind, verb: &str) -> Body {
-    let parse = |raw: &serde_json::value::RawValue| serde_json::from_str::<Value>(raw.get()).ok();
-    let whole = |v: &Value| v.get("kind").and_then(Value::as_str) == Some(kind.as_str());
+/// The metadata of the body a [`Body`] was read from, with where it was.
+type Head<'a> = Option<(RulesSource, Option<BodyMeta<'a>>)>;
+
+/// Reads what the event's bodies say about the object after the change. Whole objects are
+/// decoded into RBAC types straight from the text; only patches become generic JSON values.
+fn body_of<'a>(ev: &Event<'a>, kind: ObjKind, verb: &str) -> (Body, Head<'a>) {
     let mut reason = String::from("no request or response body was logged (metadata level)");
-    if let Some(v) = ev.response_object.and_then(parse) {
-        if whole(&v) {
-            return Body::Object {
-                value: v,
-                source: RulesSource::ResponseObject,
-            };
+    let whole = |raw: &'a serde_json::value::RawValue, source: RulesSource| {
+        let text = raw.get();
+        if text.starts_with('"') {
+            return Err(format!("was not logged ({text})"));
         }
-        if let Value::String(s) = &v {
-            reason = format!("responseObject was not logged ({s})");
+        match serde_json::from_str::<BodyHead<'a>>(text) {
+            Ok(h) if h.kind.as_deref() == Some(kind.as_str()) => {
+                let rv = h
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.resource_version.as_deref()?.parse().ok());
+                Ok(Some((
+                    Body::Object {
+                        object: parse_object(text).map(Box::new),
+                        resource_version: rv,
+                        source,
+                    },
+                    Some((source, h.metadata)),
+                )))
+            }
+            Ok(h) => Ok(Some((
+                Body::None {
+                    reason: String::new(),
+                },
+                Some((source, h.metadata)),
+            ))),
+            Err(_) => Ok(None),
+        }
+    };
+    let mut head: Head<'a> = None;
+    if let Some(raw) = ev.response_object {
+        match whole(raw, RulesSource::ResponseObject) {
+            Ok(Some((b @ Body::Object { .. }, h))) => return (b, h),
+            Ok(Some((_, h))) => head = h,
+            Ok(None) => {}
+            Err(e) => reason = format!("responseObject {e}"),
         }
     }
     if verb == "delete" || verb == "deletecollection" {
-        return Body::None { reason };
+        return (Body::None { reason }, head);
     }
-    match ev.request_object.and_then(parse) {
-        Some(Value::String(s)) => Body::None {
-            reason: format!("requestObject was not logged ({s})"),
-        },
-        Some(v) if verb == "patch" => match detect_kind(&v) {
-            Some(k) => Body::Patch { value: v, kind: k },
-            None => Body::None {
-                reason: "the patch is not a JSON object or array".into(),
+    let Some(raw) = ev.request_object else {
+        return (Body::None { reason }, head);
+    };
+    if raw.get().starts_with('"') {
+        return (
+            Body::None {
+                reason: format!("requestObject was not logged ({})", raw.get()),
             },
-        },
-        Some(v) if whole(&v) => Body::Object {
-            value: v,
-            source: RulesSource::RequestObject,
-        },
-        Some(_) => Body::None {
-            reason: format!("the request body is not a {}", kind.as_str()),
-        },
-        None => Body::None { reason },
+            head,
+        );
+    }
+    if verb == "patch" {
+        return match serde_json::from_str::<Value>(raw.get()) {
+            Ok(v) => match detect_kind(&v) {
+                Some(k) => (Body::Patch { value: v, kind: k }, head),
+                None => (
+                    Body::None {
+                        reason: "the patch is not a JSON object or array".into(),
+                    },
+                    head,
+                ),
+            },
+            Err(_) => (
+                Body::None {
+                    reason: "the patch is not JSON".into(),
+                },
+                head,
+            ),
+        };
+    }
+    match whole(raw, RulesSource::RequestObject) {
+        Ok(Some((b @ Body::Object { .. }, h))) => (b, h),
+        _ => (
+            Body::None {
+                reason: format!("the request body is not a {}", kind.as_str()),
+            },
+            head,
+        ),
     }
 }

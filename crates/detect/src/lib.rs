@@ -21,5 +21,5 @@ pub mod suppress;
 
 pub use alert::{Alert, Severity};
 pub use engine::{ChunkReport, Collector, Engine, EngineOptions, Output, Tally};
-pub use state::{StateError, Tracker, TrackerStats};
+pub use state::{Reported, StateError, Tracker, TrackerStats};
 pub use suppress::{Config, ConfigError, Suppressions};

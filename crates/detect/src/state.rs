@@ -22,7 +22,7 @@ use crate::alert::{
     AggregatorGain, Alert, Location, PreviousState, RecentChange, RulesSource, Severity,
     SubjectGain,
 };
-use crate::change::{Body, Change};
+use crate::change::{parse_object, Body, Change, ParsedObject};
 use crate::clusterrole_pod_write::{fill, newly_granted, summarize, RuleOptions, RBAC_GROUP};
 use crate::explain::sh;
 use crate::suppress::Suppressions;
@@ -54,7 +54,7 @@ pub const BROAD_GROUPS: &[&str] = &[
 ];
 
 /// How many of the actor's other RBAC changes an alert lists (the most recent; all are counted).
-const RECENT_LIMIT: usize = 20;
+const RECENT_LIMIT: usize = 10;
 
 /// How far back the actor's other RBAC changes are listed in an alert.
 const RECENT_WINDOW_NS: i128 = 3_600 * 1_000_000_000;
@@ -110,15 +110,30 @@ struct Meta {
     deleted: bool,
     /// Not seen in the log or a snapshot: Kubernetes' bootstrap policy was assumed.
     assumed: bool,
+    /// Hash of the stored JSON text, to skip rewriting an object that did not change (a log
+    /// that re-creates or re-applies the same object thousands of times).
+    text_hash: Option<u64>,
 }
 
-/// An object read with the snapshot loader: the role or the binding it is.
-type Parsed = (Option<Role>, Option<Binding>);
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// A whole object read now (a patch result, or a body the workers did not decode).
+fn known(v: Value, source: RulesSource) -> Outcome {
+    match parse_object(&v.to_string()) {
+        Ok(p) => Outcome::Known(source, Box::new(p)),
+        Err(e) => Outcome::Unknown(format!("the resulting object cannot be read ({e})")),
+    }
+}
 
 /// What the event shows of the object after the change.
 enum Outcome {
     Deleted,
-    Known(Value, RulesSource, Box<Parsed>),
+    Known(RulesSource, Box<ParsedObject>),
     Unknown(String),
 }
 
@@ -132,8 +147,19 @@ struct ActorLog {
     entries: Vec<(i128, RecentChange)>,
 }
 
+/// What a role's effective rules amount to, cached: bindings are judged against their role
+/// thousands of times, and `edit` alone has dozens of rules.
+struct RoleFacts {
+    grants: Vec<PodWriteGrant>,
+    /// A `*`/`*`/`*` rule in the core group: cluster-admin.
+    wildcard: bool,
+}
+
+type RoleKey = (RoleKind, String, String);
+
 /// The model and its rules; the store is kept apart so a transaction can borrow both.
 struct Model {
+    facts: HashMap<RoleKey, std::sync::Arc<RoleFacts>>,
     actors: HashMap<String, ActorLog>,
     inv: Inventory,
     meta: HashMap<Key, Meta>,
@@ -141,6 +167,15 @@ struct Model {
     suppressions: Suppressions,
     stats: TrackerStats,
     path: String,
+}
+
+/// An alert to report, with the JSON text it was stored as (printers reuse it).
+#[derive(Debug)]
+pub struct Reported {
+    /// The alert.
+    pub alert: Alert,
+    /// Its JSON, one line.
+    pub json: String,
 }
 
 /// The stateful detector: feed it changes in input order with [`Tracker::apply_batch`].
@@ -158,6 +193,7 @@ impl Tracker {
     ) -> Result<Tracker, StateError> {
         let path = store.path().display().to_string();
         let mut model = Model {
+            facts: HashMap::new(),
             actors: HashMap::new(),
             inv: Inventory::new(),
             meta: HashMap::new(),
@@ -176,9 +212,7 @@ impl Tracker {
             let deleted = null && o.unknown_since.is_none();
             let key = (kind, o.namespace.clone(), o.name.clone());
             if !null {
-                let v: Value =
-                    serde_json::from_str(&o.json).map_err(|e| model.corrupt(&o, e.to_string()))?;
-                model.put(kind, v).map_err(|e| model.corrupt(&o, e))?;
+                model.put(kind, &o.json).map_err(|e| model.corrupt(&o, e))?;
             }
             model.meta.insert(
                 key,
@@ -188,6 +222,7 @@ impl Tracker {
                     unknown_since: o.unknown_since.clone(),
                     deleted,
                     assumed: false,
+                    text_hash: (!null).then(|| text_hash(&o.json)),
                 },
             );
             model.stats.loaded += 1;
@@ -200,7 +235,7 @@ impl Tracker {
         let model = &mut self.model;
         let n = self.store.transaction(|tx| {
             let mut n = 0;
-            for (kind, v) in snapshot_objects(snap) {
+            for (kind, v, item) in snapshot_objects(snap) {
                 let key = object_key(kind, &v);
                 if model.meta.get(&key).is_some_and(|m| !m.assumed) {
                     continue;
@@ -215,10 +250,9 @@ impl Tracker {
                     resource_version: None,
                     unknown_since: None,
                 })?;
-                if model.put(kind, v).is_ok() {
-                    model.meta.insert(key, Meta::default());
-                    n += 1;
-                }
+                model.put_item(item);
+                model.meta.insert(key, Meta::default());
+                n += 1;
             }
             Ok(n)
         })?;
@@ -230,20 +264,20 @@ impl Tracker {
     /// state nor a snapshot knows: every cluster has them (`cluster-admin`, `edit`, ...), and
     /// bindings to them are judged by their usual rules. Alerts that rely on one say so.
     pub fn assume_bootstrap(&mut self) {
-        for (kind, v) in snapshot_objects(&rbac::inventory::bootstrap()) {
+        let snap = rbac::inventory::bootstrap();
+        for (kind, v, item) in snapshot_objects(&snap) {
             let key = object_key(kind, &v);
             if self.model.meta.contains_key(&key) {
                 continue;
             }
-            if self.model.put(kind, v).is_ok() {
-                self.model.meta.insert(
-                    key,
-                    Meta {
-                        assumed: true,
-                        ..Meta::default()
-                    },
-                );
-            }
+            self.model.put_item(item);
+            self.model.meta.insert(
+                key,
+                Meta {
+                    assumed: true,
+                    ..Meta::default()
+                },
+            );
         }
     }
 
@@ -265,7 +299,7 @@ impl Tracker {
         &mut self,
         changes: Vec<(Change, Location)>,
         position: Option<(&str, &Position)>,
-    ) -> Result<Vec<Alert>, StateError> {
+    ) -> Result<Vec<Reported>, StateError> {
         if changes.is_empty() && position.is_none() {
             return Ok(Vec::new());
         }
@@ -299,21 +333,27 @@ impl Tracker {
     }
 }
 
-/// Every role and binding of a snapshot as Kubernetes JSON.
-fn snapshot_objects(snap: &Snapshot) -> Vec<(ObjKind, Value)> {
+/// A role or binding of a snapshot.
+enum Item<'s> {
+    Role(&'s Role),
+    Binding(&'s Binding),
+}
+
+/// Every role and binding of a snapshot, with its Kubernetes JSON.
+fn snapshot_objects(snap: &Snapshot) -> Vec<(ObjKind, Value, Item<'_>)> {
     let roles = snap.roles.iter().map(|r| {
         let kind = match r.kind {
             RoleKind::ClusterRole => ObjKind::ClusterRole,
             RoleKind::Role => ObjKind::Role,
         };
-        (kind, role_json(r))
+        (kind, role_json(r), Item::Role(r))
     });
     let bindings = snap.bindings.iter().map(|b| {
         let kind = match b.kind {
             BindingKind::ClusterRoleBinding => ObjKind::ClusterRoleBinding,
             BindingKind::RoleBinding => ObjKind::RoleBinding,
         };
-        (kind, binding_json(b))
+        (kind, binding_json(b), Item::Binding(b))
     });
     roles.chain(bindings).collect()
 }
@@ -384,30 +424,29 @@ fn binding_json(b: &Binding) -> Value {
     })
 }
 
-/// Reads one object with the snapshot loader, so state, snapshots and live reads agree.
-fn parse_object(v: Value) -> Result<(Option<Role>, Option<Binding>), String> {
-    let mut s = Snapshot::default();
-    s.add_value(v, rbac::objects::Origin::default(), &Default::default());
-    if let Some(e) = s.errors.first() {
-        return Err(e.to_string());
+/// The role's rules as logged (for `offending_rules`), each with its parsed form; the text
+/// of a rule is re-made from the parsed form only if the two disagree.
+fn logged_rules(text: &str, parsed: &[PolicyRule]) -> Vec<(String, PolicyRule)> {
+    #[derive(serde::Deserialize)]
+    struct RulesOnly<'a> {
+        #[serde(borrow, default)]
+        rules: Option<Vec<&'a serde_json::value::RawValue>>,
     }
-    Ok((s.roles.pop(), s.bindings.pop()))
-}
-
-fn rules_of(v: &Value) -> (Vec<(String, PolicyRule)>, Vec<String>) {
-    let mut notes = Vec::new();
-    let mut out = Vec::new();
-    if let Some(list) = v.get("rules").and_then(Value::as_array) {
-        for (i, r) in list.iter().enumerate() {
-            match serde_json::from_value::<PolicyRule>(r.clone()) {
-                Ok(p) => out.push((r.to_string(), p)),
-                Err(e) => notes.push(format!(
-                    "rule {i} could not be read ({e}) and was not evaluated"
-                )),
-            }
-        }
+    let raw = serde_json::from_str::<RulesOnly>(text)
+        .ok()
+        .and_then(|r| r.rules)
+        .filter(|r| r.len() == parsed.len());
+    match raw {
+        Some(raw) => raw
+            .iter()
+            .zip(parsed)
+            .map(|(r, p)| (r.get().to_string(), p.clone()))
+            .collect(),
+        None => parsed
+            .iter()
+            .map(|p| (serde_json::to_string(p).unwrap_or_default(), p.clone()))
+            .collect(),
     }
-    (out, notes)
 }
 
 fn role_kind(k: ObjKind) -> Option<RoleKind> {
@@ -444,10 +483,23 @@ impl Model {
         }
     }
 
-    /// Puts an object into the inventory.
-    fn put(&mut self, kind: ObjKind, v: Value) -> Result<(), String> {
-        let (role, binding) = parse_object(v)?;
-        match (role_kind(kind), role, binding) {
+    fn put_item(&mut self, item: Item<'_>) {
+        self.facts.clear();
+        match item {
+            Item::Role(r) => {
+                self.inv.put_role(r.clone());
+            }
+            Item::Binding(b) => {
+                self.inv.put_binding(b.clone());
+            }
+        }
+    }
+
+    /// Puts an object (JSON text) into the inventory.
+    fn put(&mut self, kind: ObjKind, text: &str) -> Result<(), String> {
+        let p = parse_object(text)?;
+        self.facts.clear();
+        match (role_kind(kind), p.role, p.binding) {
             (Some(_), Some(r), _) => {
                 self.inv.put_role(r);
             }
@@ -457,6 +509,25 @@ impl Model {
             _ => return Err(format!("not a {}", kind.as_str())),
         }
         Ok(())
+    }
+
+    fn role_facts(
+        &mut self,
+        kind: RoleKind,
+        ns: &str,
+        name: &str,
+    ) -> Option<std::sync::Arc<RoleFacts>> {
+        let key = (kind, ns.to_string(), name.to_string());
+        if let Some(f) = self.facts.get(&key) {
+            return Some(f.clone());
+        }
+        let rules = self.inv.effective_rules(kind, ns, name)?;
+        let f = std::sync::Arc::new(RoleFacts {
+            grants: self.grants(&rules),
+            wildcard: rules.iter().any(is_wildcard_rule),
+        });
+        self.facts.insert(key, f.clone());
+        Some(f)
     }
 
     /// The object as the model holds it, as Kubernetes JSON.
@@ -497,9 +568,9 @@ impl Model {
     fn apply(
         &mut self,
         tx: &Tx<'_>,
-        ch: Change,
+        mut ch: Change,
         at: Location,
-        out: &mut Vec<Alert>,
+        out: &mut Vec<Reported>,
     ) -> Result<(), StateError> {
         let audit_id = ch
             .base
@@ -556,7 +627,13 @@ impl Model {
             return Ok(());
         }
         let stale = order == Some(std::cmp::Ordering::Less);
-        let prev_state = if ch.verb == "create" {
+        // A create of an object the model holds means a delete is missing from the log (or
+        // the log repeats itself): what the object grants is judged against the version the
+        // model held, as an update would be, so re-creating the same thing is not news.
+        let recreated = ch.verb == "create"
+            && !stale
+            && prev.as_ref().is_some_and(|m| !m.deleted && !m.assumed);
+        let prev_state = if ch.verb == "create" && !recreated {
             PreviousState::Absent
         } else {
             match &prev {
@@ -566,11 +643,18 @@ impl Model {
                 _ => PreviousState::Unknown,
             }
         };
-        let outcome = match (&ch.body, ch.verb.as_str()) {
+        let body = std::mem::replace(
+            &mut ch.body,
+            Body::None {
+                reason: String::new(),
+            },
+        );
+        let outcome = match (body, ch.verb.as_str()) {
             (_, "delete") => Outcome::Deleted,
-            (Body::Object { value, source }, _) => {
-                Outcome::Known(value.clone(), *source, Box::default())
-            }
+            (Body::Object { object, source, .. }, _) => match object {
+                Ok(p) => Outcome::Known(source, p),
+                Err(e) => Outcome::Unknown(format!("the resulting object cannot be read ({e})")),
+            },
             (Body::Patch { value, kind }, _) => {
                 let target = if prev_state == PreviousState::Known {
                     match tx
@@ -586,15 +670,15 @@ impl Model {
                     None
                 };
                 match target {
-                    Some(t) => match rbac::patch::apply(&t, value, *kind) {
-                        Ok(v) => Outcome::Known(v, RulesSource::PatchedState, Box::default()),
+                    Some(t) => match rbac::patch::apply(&t, &value, kind) {
+                        Ok(v) => known(v, RulesSource::PatchedState),
                         Err(e) => Outcome::Unknown(format!(
                             "the patch could not be applied to the last known object ({e})"
                         )),
                     },
                     // A server-side apply body is the whole intended object.
                     None if value.get("kind").and_then(Value::as_str) == Some(ch.kind.as_str()) => {
-                        Outcome::Known(value.clone(), RulesSource::RequestObject, Box::default())
+                        known(value, RulesSource::RequestObject)
                     }
                     None => Outcome::Unknown(
                         "only the patch was logged, and the object it applies to is not known"
@@ -602,17 +686,11 @@ impl Model {
                     ),
                 }
             }
-            (Body::None { reason }, _) => Outcome::Unknown(reason.clone()),
-        };
-        let outcome = match outcome {
-            Outcome::Known(v, src, _) => match parse_object(v.clone()) {
-                Ok(p) => Outcome::Known(v, src, Box::new(p)),
-                Err(e) => Outcome::Unknown(format!("the resulting object cannot be read ({e})")),
-            },
-            o => o,
+            (Body::None { reason }, _) => Outcome::Unknown(reason),
         };
         let ctx = Ctx {
             ch: &ch,
+            recreated,
             key: &key,
             time: &time,
             audit_id: &audit_id,
@@ -632,22 +710,29 @@ impl Model {
             "stale".into()
         } else {
             match &outcome {
-                Outcome::Known(v, _, _) => {
-                    tx.put_object(&StoredObject {
-                        kind: ch.kind.as_str().into(),
-                        namespace: key.1.clone(),
-                        name: key.2.clone(),
-                        json: v.to_string(),
-                        audit_id: audit_id.clone(),
-                        time: time.clone(),
-                        resource_version: ch.resource_version.map(|r| r.to_string()),
-                        unknown_since: None,
-                    })?;
+                Outcome::Known(_, p) => {
+                    let hash = text_hash(&p.text);
+                    let same = prev.as_ref().is_some_and(|m| {
+                        !m.deleted && m.unknown_since.is_none() && m.text_hash == Some(hash)
+                    });
+                    if !same {
+                        tx.put_object(&StoredObject {
+                            kind: ch.kind.as_str().into(),
+                            namespace: key.1.clone(),
+                            name: key.2.clone(),
+                            json: p.text.clone(),
+                            audit_id: audit_id.clone(),
+                            time: time.clone(),
+                            resource_version: ch.resource_version.map(|r| r.to_string()),
+                            unknown_since: None,
+                        })?;
+                    }
                     self.meta.insert(
                         key.clone(),
                         Meta {
                             rv: ch.resource_version,
                             time_ns: ch.time_ns,
+                            text_hash: Some(hash),
                             ..Meta::default()
                         },
                     );
@@ -729,7 +814,7 @@ impl Model {
         time: &str,
         at: &Location,
         audit_id: &str,
-        out: &mut Vec<Alert>,
+        out: &mut Vec<Reported>,
     ) -> Result<String, StateError> {
         self.stats.unverified += 1;
         if ch.verb == "deletecollection" {
@@ -792,7 +877,7 @@ impl Model {
             _ => None,
         };
         let after: Option<Role> = match outcome {
-            Outcome::Known(_, _, p) => p.0.clone(),
+            Outcome::Known(_, p) => p.role.clone(),
             _ => None,
         };
         let current = self.inv.role(rk, ns, name).cloned();
@@ -815,6 +900,11 @@ impl Model {
                 }
                 Outcome::Unknown(_) => {}
             }
+            if agg_relevant {
+                self.facts.clear();
+            } else {
+                self.facts.remove(&(rk, ns.to_string(), name.to_string()));
+            }
         }
         let mut alerts = Vec::new();
         if rk == RoleKind::ClusterRole {
@@ -830,7 +920,13 @@ impl Model {
         }
         if let Some(before_agg) = agg_before {
             let after_agg = self.inv.aggregated().clone();
-            if let Some(a) = self.aggregated_alert(c, after.as_ref(), &before_agg, &after_agg) {
+            let source = match outcome {
+                Outcome::Known(src, _) => *src,
+                _ => RulesSource::NotLogged,
+            };
+            if let Some(a) =
+                self.aggregated_alert(c, source, after.as_ref(), &before_agg, &after_agg)
+            {
                 alerts.push(a);
             }
         }
@@ -861,10 +957,9 @@ impl Model {
                     Some(a)
                 }
             }
-            Outcome::Known(v, source, _) => {
-                let (rules, notes) = rules_of(v);
-                let parsed: Vec<PolicyRule> = rules.iter().map(|(_, r)| r.clone()).collect();
-                let after_grants = self.grants(&parsed);
+            Outcome::Known(source, p) => {
+                let parsed: &[PolicyRule] = after.map_or(&[], |r| r.rules.as_slice());
+                let after_grants = self.grants(parsed);
                 let mut report = match (c.prev_state, before) {
                     (PreviousState::Known, Some(b)) => {
                         newly_granted(&after_grants, &self.grants(&b.rules))
@@ -890,9 +985,12 @@ impl Model {
                     }
                     report = left;
                 }
+                if report.is_empty() {
+                    return None;
+                }
+                let rules = logged_rules(&p.text, parsed);
                 let mut a = c.ch.base.clone();
                 a.rules_source = *source;
-                a.notes.extend(notes);
                 if !fill(&mut a, Some(name.to_string()), &rules, &report, &self.opts) {
                     return None;
                 }
@@ -915,6 +1013,7 @@ impl Model {
     fn aggregated_alert(
         &mut self,
         c: &Ctx<'_>,
+        source: RulesSource,
         after: Option<&Role>,
         before: &BTreeMap<String, Vec<PolicyRule>>,
         now: &BTreeMap<String, Vec<PolicyRule>>,
@@ -956,11 +1055,7 @@ impl Model {
         a.rule_id = AGGREGATED_RULE_ID;
         a.title = AGGREGATED_TITLE;
         a.role = Some(name.to_string());
-        a.rules_source = match &c.ch.body {
-            Body::Object { source, .. } => *source,
-            Body::Patch { .. } => RulesSource::PatchedState,
-            Body::None { .. } => RulesSource::NotLogged,
-        };
+        a.rules_source = source;
         a.severity = if wildcard || broad {
             Severity::Critical
         } else if all_new
@@ -1045,7 +1140,7 @@ impl Model {
             _ => None,
         };
         let after: Option<Binding> = match outcome {
-            Outcome::Known(_, _, p) => p.1.clone(),
+            Outcome::Known(_, p) => p.binding.clone(),
             _ => None,
         };
         if !c.stale {
@@ -1076,13 +1171,14 @@ impl Model {
         before: Option<&Binding>,
         outcome: &Outcome,
     ) -> Option<Alert> {
-        let role = self.inv.bound_role(after)?.clone();
-        let rns = role.namespace.clone().unwrap_or_default();
-        let role_rules = self.inv.effective_rules(role.kind, &rns, &role.name)?;
-        let role_grants = self.grants(&role_rules);
-        if role_grants.is_empty() {
-            return None;
-        }
+        let (role_kind_, rns, role_name) = {
+            let r = self.inv.bound_role(after)?;
+            (
+                r.kind,
+                r.namespace.clone().unwrap_or_default(),
+                r.name.clone(),
+            )
+        };
         let same_role = |b: &Binding| b.role_ref == after.role_ref;
         let had: BTreeSet<Subject> = before
             .filter(|b| same_role(b))
@@ -1094,20 +1190,28 @@ impl Model {
                     .collect()
             })
             .unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        let fresh: Vec<Subject> = after
+            .subjects
+            .iter()
+            .filter_map(|s| after.effective_subject(s))
+            .map(|s| normalize(&s))
+            .filter(|s| !had.contains(s) && seen.insert(s.clone()))
+            .collect();
+        if fresh.is_empty() {
+            return None;
+        }
+        let facts = self.role_facts(role_kind_, &rns, &role_name)?;
+        if facts.grants.is_empty() {
+            return None;
+        }
+        let role_grants = &facts.grants;
         let mut gains = Vec::new();
         let mut all_new = Vec::new();
-        let mut seen = BTreeSet::new();
-        for s in &after.subjects {
-            let Some(eff) = after.effective_subject(s) else {
-                continue;
-            };
-            let s = normalize(&eff);
-            if had.contains(&s) || !seen.insert(s.clone()) {
-                continue;
-            }
+        for s in fresh {
             // What the subject already holds through its other bindings, where this one grants.
             let mut existing = Vec::new();
-            let others: Vec<Binding> = self
+            let others: Vec<(RoleKind, String, String)> = self
                 .inv
                 .bindings_of(&s)
                 .into_iter()
@@ -1121,17 +1225,21 @@ impl Model {
                         || (after.kind == BindingKind::RoleBinding
                             && b.namespace == after.namespace)
                 })
-                .cloned()
+                .filter_map(|b| self.inv.bound_role(b))
+                .map(|r| {
+                    (
+                        r.kind,
+                        r.namespace.clone().unwrap_or_default(),
+                        r.name.clone(),
+                    )
+                })
                 .collect();
-            for b in others {
-                if let Some(r) = self.inv.bound_role(&b).cloned() {
-                    let rns = r.namespace.clone().unwrap_or_default();
-                    if let Some(rules) = self.inv.effective_rules(r.kind, &rns, &r.name) {
-                        existing.extend(self.grants(&rules));
-                    }
+            for (k, ns, n) in others {
+                if let Some(f) = self.role_facts(k, &ns, &n) {
+                    existing.extend(f.grants.iter().cloned());
                 }
             }
-            let new = newly_granted(&role_grants, &existing);
+            let new = newly_granted(role_grants, &existing);
             if new.is_empty() {
                 continue;
             }
@@ -1147,7 +1255,7 @@ impl Model {
         if gains.is_empty() {
             return None;
         }
-        let admin_equivalent = role_rules.iter().any(is_wildcard_rule);
+        let admin_equivalent = facts.wildcard;
         let broad: Vec<&Subject> = all_new
             .iter()
             .map(|(s, _)| s)
@@ -1167,8 +1275,8 @@ impl Model {
         } else {
             Severity::Medium
         };
-        a.role = Some(role.name.clone());
-        a.role_kind = Some(match role.kind {
+        a.role = Some(role_name.clone());
+        a.role_kind = Some(match role_kind_ {
             RoleKind::ClusterRole => "ClusterRole",
             RoleKind::Role => "Role",
         });
@@ -1179,7 +1287,7 @@ impl Model {
         a.binding = Some(after.name.clone());
         a.namespace = after.namespace.clone();
         a.rules_source = match outcome {
-            Outcome::Known(_, s, _) => *s,
+            Outcome::Known(s, _) => *s,
             _ => RulesSource::NotLogged,
         };
         let scope = match &after.namespace {
@@ -1197,15 +1305,15 @@ impl Model {
             "{} {} gives {} {} {} to {}, who did not hold that pod write through any other binding.",
             after.kind,
             after.name,
-            role.kind,
-            role.name,
+            role_kind_,
+            role_name,
             scope,
             who.join(", ")
         )];
         if admin_equivalent {
             why.push(format!(
                 "{} {} has `*` verbs on `*` resources: this is cluster-admin.",
-                role.kind, role.name
+                role_kind_, role_name
             ));
         }
         for s in &broad {
@@ -1229,9 +1337,9 @@ impl Model {
             format!("See the binding: kubectl get {kind_res} {}{ns_flag} -o yaml", sh(&after.name)),
             format!(
                 "See what the role grants: kubectl get {} {}{} -o yaml",
-                if role.kind == RoleKind::ClusterRole { "clusterrole" } else { "role" },
-                sh(&role.name),
-                if role.kind == RoleKind::Role { ns_flag.clone() } else { String::new() }
+                if role_kind_ == RoleKind::ClusterRole { "clusterrole" } else { "role" },
+                sh(&role_name),
+                if role_kind_ == RoleKind::Role { ns_flag.clone() } else { String::new() }
             ),
             "With kubeward, against the cluster: every holder of pod write: kubeward rbac pod-writers --live".into(),
         ];
@@ -1251,18 +1359,18 @@ impl Model {
         if self
             .meta
             .get(&(
-                match role.kind {
+                match role_kind_ {
                     RoleKind::ClusterRole => ObjKind::ClusterRole,
                     RoleKind::Role => ObjKind::Role,
                 },
                 rns.clone(),
-                role.name.clone(),
+                role_name.clone(),
             ))
             .is_some_and(|m| m.assumed)
         {
             a.notes.push(format!(
                 "{} {} was not seen in the log or a snapshot: its rules are Kubernetes' bootstrap policy (give --rbac-snapshot to use the cluster's own)",
-                role.kind, role.name
+                role_kind_, role_name
             ));
         }
         Some(a)
@@ -1275,6 +1383,9 @@ impl Model {
             } else {
                 "this event arrived after a newer version of the object had been applied (by resourceVersion or time): it was judged against an unknown previous state, and the newer version stays in the model".into()
             });
+        }
+        if c.recreated {
+            a.notes.push("created again with no delete of it in the log since the model learned it: judged against the version the model held (a delete may be missing from the log)".into());
         }
         if c.assumed && a.rule_id != BOUND_RULE_ID {
             a.notes.push("the previous version was assumed from Kubernetes' bootstrap policy (not seen in the log or a snapshot)".into());
@@ -1384,7 +1495,7 @@ impl Model {
         at: &Location,
         time: &str,
         audit_id: &str,
-        out: &mut Vec<Alert>,
+        out: &mut Vec<Reported>,
     ) -> Result<(), StateError> {
         a.source = Some(at.clone());
         a.suppressed_by = self.suppressions.matching(&a);
@@ -1394,7 +1505,7 @@ impl Model {
             self.stats.repeated_alerts += 1;
             return Ok(());
         }
-        out.push(a);
+        out.push(Reported { alert: a, json });
         Ok(())
     }
 }
@@ -1413,6 +1524,8 @@ fn recent_from(r: ChangeRecord) -> RecentChange {
 /// Everything about the change being judged.
 struct Ctx<'a> {
     ch: &'a Change,
+    /// A create of an object the model already held.
+    recreated: bool,
     key: &'a Key,
     time: &'a str,
     audit_id: &'a str,

@@ -2,6 +2,7 @@
 
 use crate::cli::{Color, DetectArgs, Format};
 use crate::print::Printer;
+use crate::state_sink::{Batch, StateSink};
 use anyhow::{Context, Result};
 use audit::{expand, open, open_at, run_ordered, Framing, InputSpec, ReadOptions};
 use detect::alert::{Alert, Location};
@@ -60,14 +61,24 @@ pub fn run(args: DetectArgs) -> Result<u8> {
         Color::Never => false,
         Color::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
-    let mut printer = Printer::new(
-        io::BufWriter::with_capacity(64 * 1024, stdout.lock()),
+    let printer = Printer::new(
+        io::BufWriter::with_capacity(64 * 1024, stdout),
         format,
         color,
     );
+    // The stateful tracker has a thread of its own and is busy for most of the run: one
+    // parsing worker fewer keeps the cores from being oversubscribed (measured: 2 workers plus
+    // the tracker on 2 cores were 30% slower than 1 plus the tracker).
     let threads = args
         .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            if stateful {
+                cores - 1
+            } else {
+                cores
+            }
+        })
         .max(1);
     let read_opts = ReadOptions {
         chunk_size: 8 << 20,
@@ -94,13 +105,9 @@ pub fn run(args: DetectArgs) -> Result<u8> {
             pb
         });
 
-    let mut collector = Collector::new(DEDUP_WINDOW);
-    let mut stderr = io::stderr().lock();
-    let mut fatal: Option<anyhow::Error> = None;
-    let mut out_err: Option<io::Error> = None;
+    // Where earlier runs with this state stopped, read before the tracker moves to its thread.
+    let mut plans = Vec::with_capacity(inputs.len());
     for spec in &inputs {
-        let name = spec.display();
-        // Where an earlier run with this state stopped in this file, if it is the same file.
         let source = match (spec, &tracker) {
             (InputSpec::File(p), Some(_)) => Some(SourceId::of(p)?),
             _ => None,
@@ -113,6 +120,24 @@ pub fn run(args: DetectArgs) -> Result<u8> {
             }),
             _ => None,
         };
+        plans.push((source, resume));
+    }
+    let (mut printer, sink) = match tracker.take() {
+        Some(t) => (
+            None,
+            Some(StateSink::spawn(t, printer, args.show_suppressed)),
+        ),
+        None => (Some(printer), None),
+    };
+
+    let mut collector = Collector::new(DEDUP_WINDOW);
+    // Not locked for the whole run: the stateful tracker thread may also write to stderr.
+    let mut stderr = io::stderr();
+    let mut fatal: Option<anyhow::Error> = None;
+    let mut out_err: Option<io::Error> = None;
+    let mut sink_stopped = false;
+    for (spec, (source, resume)) in inputs.iter().zip(plans) {
+        let name = spec.display();
         let opened = match &resume {
             Some(pos) => open_at(spec, read_opts, pos.offset)?,
             None => open(spec, read_opts)?,
@@ -145,23 +170,6 @@ pub fn run(args: DetectArgs) -> Result<u8> {
         // gzip is decompressed: its chunks are larger than the file, so progress counts file size.
         let per_byte = if opened.gzip { 0 } else { 1 };
         collector.begin_at(&name, resumed.map_or(0, |p| p.line));
-        // Changes wait here until enough have gathered: one transaction (and one WAL commit)
-        // per few thousand changes, not per chunk, keeps the state file off the critical path.
-        let mut pending: Vec<(Change, Location)> = Vec::new();
-        let mut tail = 0u64;
-        let position = |offset: u64, line: u64, tail: u64| {
-            source.as_ref().filter(|_| track_position).map(|src| {
-                (
-                    src.key.as_str(),
-                    store::Position {
-                        offset: offset - tail,
-                        line: line - u64::from(tail > 0),
-                        fingerprint: src.fingerprint.clone(),
-                    },
-                )
-            })
-        };
-        let show_suppressed = args.show_suppressed;
         run_ordered(
             opened.chunks,
             threads,
@@ -176,40 +184,40 @@ pub fn run(args: DetectArgs) -> Result<u8> {
                 (engine.process(chunk), b.len() as u64, tail as u64)
             },
             |res| match res {
-                Ok((rep, bytes, t)) => {
-                    if fatal.is_some() {
+                Ok((rep, bytes, tail)) => {
+                    if sink_stopped {
                         return;
                     }
                     if let Some(pb) = &progress {
                         pb.inc(bytes * per_byte);
                     }
                     offset += bytes;
-                    tail = t;
+                    let mut changes: Vec<(Change, Location)> = Vec::new();
                     collector.absorb(rep, &mut |o| match o {
-                        Output::Alert(a) => show(&a, &mut printer, &mut out_err, show_suppressed),
-                        Output::Change(c, at) => pending.push((*c, at)),
+                        Output::Alert(a) => {
+                            if let Some(p) = printer.as_mut() {
+                                show(&a, p, &mut out_err, args.show_suppressed);
+                            }
+                        }
+                        Output::Change(c, at) => changes.push((*c, at)),
                         Output::Malformed { at, reason } => {
                             let item = at.item.map(|i| format!(" [item {i}]")).unwrap_or_default();
                             let _ = writeln!(stderr, "{}:{}{item}: {reason}", at.path, at.line);
                         }
                     });
-                    if let Some(t) = tracker.as_mut() {
-                        if pending.len() >= FLUSH_CHANGES {
-                            let pos = position(offset, collector.line(), tail);
-                            if let Err(e) = flush(
-                                t,
-                                &mut pending,
-                                pos,
-                                &mut collector,
-                                &mut printer,
-                                &mut out_err,
-                                show_suppressed,
-                            ) {
-                                fatal = Some(e.context(format!(
-                                    "stateful detection stopped at {name} line {}",
-                                    collector.line()
-                                )));
-                            }
+                    if let Some(sink) = &sink {
+                        let position = source.as_ref().filter(|_| track_position).map(|src| {
+                            (
+                                src.key.clone(),
+                                store::Position {
+                                    offset: offset - tail,
+                                    line: collector.line() - u64::from(tail > 0),
+                                    fingerprint: src.fingerprint.clone(),
+                                },
+                            )
+                        });
+                        if !sink.send(Batch { changes, position }) {
+                            sink_stopped = true;
                         }
                     }
                 }
@@ -223,29 +231,12 @@ pub fn run(args: DetectArgs) -> Result<u8> {
                 }
             },
         );
-        if let (Some(t), None) = (tracker.as_mut(), &fatal) {
-            let pos = position(offset, collector.line(), tail);
-            if let Err(e) = flush(
-                t,
-                &mut pending,
-                pos,
-                &mut collector,
-                &mut printer,
-                &mut out_err,
-                show_suppressed,
-            ) {
-                fatal = Some(e.context(format!(
-                    "stateful detection stopped at {name} line {}",
-                    collector.line()
-                )));
-            }
-        }
         if opened.gzip {
             if let (Some(pb), InputSpec::File(p)) = (&progress, spec) {
                 pb.inc(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
             }
         }
-        if fatal.is_some() {
+        if sink_stopped {
             break;
         }
         if let Some(e) = out_err.take() {
@@ -260,7 +251,24 @@ pub fn run(args: DetectArgs) -> Result<u8> {
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    if let Err(e) = printer.finish() {
+    let mut stats = None;
+    if let Some(sink) = sink {
+        let done = sink.finish()?;
+        collector.tally.alerts += done.alerts;
+        collector.tally.suppressed += done.suppressed;
+        if let Some(e) = done.error {
+            fatal.get_or_insert(e.context("stateful detection stopped"));
+        }
+        if let Some(e) = done.out_err {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return Ok(0);
+            }
+            fatal.get_or_insert(anyhow::Error::new(e).context("cannot write alerts"));
+        }
+        stats = Some(done.tracker.stats());
+        printer = Some(done.printer);
+    }
+    if let Some(Err(e)) = printer.as_mut().map(Printer::finish) {
         if e.kind() != io::ErrorKind::BrokenPipe {
             fatal.get_or_insert(anyhow::Error::new(e).context("cannot write alerts"));
         }
@@ -288,8 +296,7 @@ pub fn run(args: DetectArgs) -> Result<u8> {
             if t.read_errors > 0 { format!(", {} read errors", t.read_errors) } else { String::new() },
             started.elapsed().as_secs_f64()
         );
-        if let Some(tr) = &tracker {
-            let s = tr.stats();
+        if let Some(s) = stats {
             let _ = writeln!(
                 stderr,
                 "kubeward: state: {} objects loaded, {} seeded from snapshots; {} changes applied, {} unverified (no body), {} out of order, {} already processed; {} controller rewrites attributed; {} alerts reported by an earlier run",
@@ -364,9 +371,6 @@ fn open_tracker(
     Ok(tracker)
 }
 
-/// Changes gathered before they are applied in one transaction.
-const FLUSH_CHANGES: usize = 4096;
-
 /// Prints an alert unless it is suppressed and those are hidden; the first write error is kept.
 fn show<W: Write>(
     a: &Alert,
@@ -382,28 +386,4 @@ fn show<W: Write>(
             *out_err = Some(e);
         }
     }
-}
-
-/// Applies the gathered changes (and records the position reached) in one transaction, then
-/// prints the alerts: an alert is printed only once it is safely stored.
-fn flush<W: Write>(
-    tracker: &mut Tracker,
-    pending: &mut Vec<(Change, Location)>,
-    position: Option<(&str, store::Position)>,
-    collector: &mut Collector,
-    printer: &mut Printer<W>,
-    out_err: &mut Option<io::Error>,
-    show_suppressed: bool,
-) -> Result<()> {
-    let changes = std::mem::take(pending);
-    let alerts = tracker.apply_batch(changes, position.as_ref().map(|(s, p)| (*s, p)))?;
-    for a in alerts {
-        if a.suppressed_by.is_some() {
-            collector.tally.suppressed += 1;
-        } else {
-            collector.tally.alerts += 1;
-        }
-        show(&a, printer, out_err, show_suppressed);
-    }
-    Ok(())
 }

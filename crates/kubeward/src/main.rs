@@ -5,6 +5,7 @@ mod cli;
 mod detect_cmd;
 mod print;
 mod rbac_cmd;
+mod state_sink;
 
 use clap::Parser;
 use std::process::ExitCode;

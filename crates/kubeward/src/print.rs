@@ -70,7 +70,24 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// Prints an alert whose JSON text is already made (stateful alerts are stored as JSON).
+    pub fn alert_with_json(&mut self, a: &Alert, json: &str) -> io::Result<()> {
+        match self.format {
+            Format::Json => {
+                self.count += 1;
+                self.out.write_all(json.as_bytes())?;
+                self.out.write_all(b"\n")
+            }
+            Format::Text => self.alert(a),
+        }
+    }
+
     pub fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Pushes buffered output to the reader.
+    pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 

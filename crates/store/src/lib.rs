@@ -93,8 +93,10 @@ const MIGRATIONS: &[&str] = &[
          fingerprint TEXT NOT NULL
      ) WITHOUT ROWID;",
     // 2: changes.
+    // Rows are never deleted, so the rowid alone keeps `seq` increasing: AUTOINCREMENT
+    // would only add a write per row.
     "CREATE TABLE changes (
-         seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+         seq              INTEGER PRIMARY KEY,
          audit_id         TEXT NOT NULL UNIQUE,
          kind             TEXT NOT NULL,
          namespace        TEXT NOT NULL,  -- '' for cluster-scoped objects
@@ -103,7 +105,7 @@ const MIGRATIONS: &[&str] = &[
          actor            TEXT,           -- user.username, when the event has one
          time             TEXT NOT NULL,  -- normalized stageTimestamp
          resource_version TEXT,
-         outcome          TEXT NOT NULL   -- applied, stale, unverified, duplicate-content, ...
+         outcome          TEXT NOT NULL   -- applied, deleted, stale, unverified, same-version
      );
      CREATE INDEX changes_by_actor ON changes (actor, time);
      CREATE INDEX changes_by_object ON changes (kind, namespace, name, seq);",
