@@ -10,6 +10,9 @@
 #   GEN        the workload generator (default: ../../shared/bench/gen_audit.py from this script)
 #   RUNS       timed runs per command (default 5; jq always runs once, it is slow)
 #
+# Stateful detection is timed twice: in memory (--stateful) and with a fresh state file
+# (--state, the file removed before each run, so every run does the whole work).
+#
 # Steps: generate the log (once; kept between runs), build the release binary, check that the
 # alerts are exactly the generator's ground truth (with and without the prefilter), warm the
 # page cache, time rg / jq / kubeward with hyperfine (or a /usr/bin/time loop without it),
@@ -96,6 +99,23 @@ for mode in "" "--no-prefilter"; do
 done
 ALERTS=$(wc -l <"$DIR/truth.sorted" | tr -d ' ')
 note "correct: $ALERTS alerts, equal to the ground truth, with and without the prefilter"
+# Stateful detection reports only newly granted pod write, so its clusterrole-pod-write alerts
+# must be a subset of the ground truth (which counts every write granting pod write).
+STATE_DB="$DIR/bench-state.db"
+rm -f "$STATE_DB" "$STATE_DB-wal" "$STATE_DB-shm"
+"$KW" detect --format json -q --state "$STATE_DB" "$LOG" >"$DIR/alerts-state.json" ||
+    die "kubeward detect --state failed on $LOG (exit $?)"
+python3 - "$DIR/alerts-state.json" "$DIR/truth.sorted" <<'EOF2' || die "stateful alerts are not a subset of the ground truth"
+import collections, json, sys
+truth = set(open(sys.argv[2]).read().split())
+alerts = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rules = collections.Counter(a["rule_id"] for a in alerts)
+extra = [a["audit_id"] for a in alerts if a["rule_id"] == "clusterrole-pod-write" and a["audit_id"] not in truth]
+if extra:
+    print(f"bench.sh: {len(extra)} stateful clusterrole-pod-write alerts are not in the ground truth, e.g. {extra[:3]}", file=sys.stderr)
+    sys.exit(1)
+print("==> stateful: " + ", ".join(f"{n} {r}" for r, n in sorted(rules.items())) + " (clusterrole-pod-write alerts all in the ground truth)", file=sys.stderr)
+EOF2
 
 # --- timing ----------------------------------------------------------------------------------
 note "warming the page cache"
@@ -110,8 +130,11 @@ if ((HAVE_RG)); then
     NAMES+=("rg -c clusterroles")
     CMDS+=("rg -c clusterroles $LOGQ")
 fi
-NAMES+=("kubeward detect" "kubeward detect --no-prefilter")
-CMDS+=("$KWQ detect -q --format json $LOGQ > /dev/null" "$KWQ detect -q --no-prefilter --format json $LOGQ > /dev/null")
+STATEQ=$(q "$STATE_DB")
+NAMES+=("kubeward detect" "kubeward detect --no-prefilter" "kubeward detect --stateful" "kubeward detect --state")
+CMDS+=("$KWQ detect -q --format json $LOGQ > /dev/null" "$KWQ detect -q --no-prefilter --format json $LOGQ > /dev/null"
+    "$KWQ detect -q --stateful --format json $LOGQ > /dev/null"
+    "rm -f $STATEQ $STATEQ-wal $STATEQ-shm; $KWQ detect -q --state $STATEQ --format json $LOGQ > /dev/null")
 JQ_NAME="jq select(.objectRef.resource==\"clusterroles\")"
 JQ_CMD="jq -c 'select(.objectRef.resource==\"clusterroles\")' $LOGQ > /dev/null"
 
@@ -163,9 +186,12 @@ fi
 # --- peak RSS --------------------------------------------------------------------------------
 RSS="$DIR/rss.tsv"
 : >"$RSS"
-for mode in "" "--no-prefilter"; do
+for mode in "" "--no-prefilter" "--stateful" "--state"; do
+    rm -f "$STATE_DB" "$STATE_DB-wal" "$STATE_DB-shm"
+    extra=()
+    [[ "$mode" == "--state" ]] && extra=("$STATE_DB")
     # shellcheck disable=SC2086
-    /usr/bin/time -f %M -o "$DIR/time.out" "$KW" detect -q $mode --format json "$LOG" >/dev/null
+    /usr/bin/time -f %M -o "$DIR/time.out" "$KW" detect -q $mode "${extra[@]}" --format json "$LOG" >/dev/null
     kb=$(tail -1 "$DIR/time.out")
     printf 'kubeward detect%s\t%s\n' "${mode:+ $mode}" "$kb" >>"$RSS"
 done

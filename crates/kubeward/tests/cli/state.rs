@@ -2234,3 +2234,35 @@ fn metadata_level_change_of_a_bootstrap_role_gives_the_same_verdicts_after_a_res
     b.extend(alerts_of(detect_state_stdin(two, &second, &[])));
     assert_eq!(fps(&b), want);
 }
+
+// ---------------------------------------------------------------------------------------
+// Re-creates
+
+#[test]
+fn creating_again_what_the_model_holds_is_judged_against_it() {
+    // A log that shows the same binding and role created twice with no delete between (a
+    // delete missing from the log, or a pipeline repeating itself): the second time is not
+    // news, and a re-create that adds something reports only that.
+    let evs = [
+        create(crb("deployer", "edit", json!([sa("ci", "deployer")]))),
+        create(crb("deployer", "edit", json!([sa("ci", "deployer")]))),
+        create(cr("again", json!([pods_create()]))),
+        create(cr("again", json!([pods_create()]))),
+        create(cr("again", json!([pods_create(), exec()]))),
+        // After a delete, a create is a create again.
+        write_obj("delete", crb("deployer", "edit", json!([sa("ci", "deployer")]))),
+        create(crb("deployer", "edit", json!([sa("ci", "deployer")]))),
+    ];
+    let a = stateful(&evs, &[]);
+    let f = fps(&a);
+    assert_eq!(f.len(), 4, "{f:#?}");
+    assert!(f[0].starts_with("pod-write-role-bound edit crb=deployer high prev=absent"), "{f:#?}");
+    assert_eq!(f[1], "clusterrole-pod-write again high prev=absent new=create-pods");
+    assert_eq!(f[2], "clusterrole-pod-write again high prev=known new=exec");
+    assert!(
+        notes(&a[2]).contains("created again with no delete"),
+        "{:#}",
+        a[2]
+    );
+    assert!(f[3].starts_with("pod-write-role-bound edit crb=deployer high prev=absent"), "{f:#?}");
+}
