@@ -1318,7 +1318,7 @@ impl Model {
         }
         for s in &broad {
             why.push(format!(
-                "Group {} is everyone of its kind: {}",
+                "Group {} is a broad group: {}",
                 s.name,
                 group_note(&s.name).unwrap_or_default()
             ));

@@ -2266,3 +2266,22 @@ fn creating_again_what_the_model_holds_is_judged_against_it() {
     );
     assert!(f[3].starts_with("pod-write-role-bound edit crb=deployer high prev=absent"), "{f:#?}");
 }
+
+#[test]
+fn the_shipped_stateful_sample_gives_its_documented_verdicts() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/stateful.jsonl");
+    let r = run(&["detect", "--stateful", "--format", "json", sample], b"").ok();
+    let a = r.alerts();
+    assert_eq!(
+        fps(&a),
+        [
+            "clusterrole-pod-write ci-runner high prev=known new=exec",
+            "clusterrole-pod-write metrics-debug high prev=absent new=exec",
+            "clusterrole-pod-write-aggregated metrics-debug high prev=absent into=view:exec",
+            "pod-write-role-bound edit crb=everyone-edit critical prev=absent to=Group:system:authenticated:create-pods,modify-pods,delete-pods,delete-all-pods,exec,attach,port-forward,evict,proxy",
+            "clusterrole-changed-unverified ops-tools info prev=unknown",
+        ]
+    );
+    let lines: Vec<u64> = a.iter().map(|x| x["source"]["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [2, 4, 4, 5, 6]);
+}

@@ -1,0 +1,804 @@
+//! Property tests of stateful detection (`state::Tracker`).
+//!
+//! The generated inputs are sequences of RBAC audit events over a small universe of objects
+//! (3 ClusterRoles, 2 Roles in `dev`, 2 ClusterRoleBindings and a RoleBinding, 3 subjects), so
+//! that the events interact: creates, updates, JSON and merge patches and deletes, logged at
+//! Metadata, Request or RequestResponse level, with rules that grant pod write or not,
+//! aggregation labels and aggregating ClusterRoles, failures, dry runs, resourceVersions
+//! (sometimes absent), late deliveries, exact redeliveries and several actors.
+//!
+//! - Nothing panics and every batch applies.
+//! - A run split in two (the tracker dropped and the state file re-opened in between) alerts
+//!   as one run does.
+//! - A second run over the same input alerts nothing and stores nothing new.
+//! - How the changes are cut into batches does not change the alerts.
+//! - Every alert is justified: it says what was gained, and no failed or dry-run request
+//!   raises one.
+
+use audit::Record;
+use detect::alert::Location;
+use detect::change::{extract, Change};
+use detect::clusterrole_pod_write::RuleOptions;
+use detect::{Config, Reported, Suppressions, Tracker};
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+use store::{Position, Store};
+
+// ---------------------------------------------------------------------------------------------
+// The universe
+// ---------------------------------------------------------------------------------------------
+
+const RBAC: &str = "rbac.authorization.k8s.io";
+const NS: &str = "dev";
+const TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
+const TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
+const LABELS: [&str; 2] = [TO_VIEW, TO_EDIT];
+const CONTROLLER: &str = "system:serviceaccount:kube-system:clusterrole-aggregation-controller";
+const ACTORS: [&str; 4] = [
+    "alice@example.com",
+    "bob@example.com",
+    "system:serviceaccount:ci:deployer",
+    CONTROLLER,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ClusterRole,
+    Role,
+    ClusterRoleBinding,
+    RoleBinding,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::ClusterRole => "ClusterRole",
+            Kind::Role => "Role",
+            Kind::ClusterRoleBinding => "ClusterRoleBinding",
+            Kind::RoleBinding => "RoleBinding",
+        }
+    }
+
+    fn resource(self) -> &'static str {
+        match self {
+            Kind::ClusterRole => "clusterroles",
+            Kind::Role => "roles",
+            Kind::ClusterRoleBinding => "clusterrolebindings",
+            Kind::RoleBinding => "rolebindings",
+        }
+    }
+
+    fn namespaced(self) -> bool {
+        matches!(self, Kind::Role | Kind::RoleBinding)
+    }
+
+    fn is_role(self) -> bool {
+        matches!(self, Kind::ClusterRole | Kind::Role)
+    }
+}
+
+/// Every object the events touch.
+const TARGETS: [(Kind, &str); 8] = [
+    (Kind::ClusterRole, "cr-a"),
+    (Kind::ClusterRole, "cr-b"),
+    (Kind::ClusterRole, "cr-c"),
+    (Kind::Role, "role-a"),
+    (Kind::Role, "role-b"),
+    (Kind::ClusterRoleBinding, "crb-a"),
+    (Kind::ClusterRoleBinding, "crb-b"),
+    (Kind::RoleBinding, "rb-a"),
+];
+
+/// What a ClusterRoleBinding may refer to (bootstrap `edit` and `view` included).
+const CLUSTER_REFS: [&str; 5] = ["cr-a", "cr-b", "cr-c", "edit", "view"];
+/// What a RoleBinding in `dev` may refer to.
+const NS_REFS: [(&str, &str); 5] = [
+    ("ClusterRole", "cr-a"),
+    ("ClusterRole", "cr-b"),
+    ("ClusterRole", "edit"),
+    ("Role", "role-a"),
+    ("Role", "role-b"),
+];
+
+fn subject(i: usize) -> Value {
+    match i {
+        0 => json!({"kind": "Group", "apiGroup": RBAC, "name": "system:authenticated"}),
+        1 => json!({"kind": "ServiceAccount", "name": "builder", "namespace": NS}),
+        _ => json!({"kind": "User", "apiGroup": RBAC, "name": "mallory@example.com"}),
+    }
+}
+
+/// Rules: pods create, pods/exec create, configmaps get, `*`/`*`/`*`, pods get.
+fn rule(i: usize) -> Value {
+    match i {
+        0 => json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}),
+        1 => json!({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}),
+        2 => json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}),
+        3 => json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}),
+        _ => json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}),
+    }
+}
+const RULES: usize = 5;
+
+// ---------------------------------------------------------------------------------------------
+// Generated events
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Create,
+    Update,
+    JsonPatch,
+    MergePatch,
+    Delete,
+}
+
+impl Verb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::JsonPatch | Verb::MergePatch => "patch",
+            Verb::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Metadata,
+    Request,
+    RequestResponse,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Metadata => "Metadata",
+            Level::Request => "Request",
+            Level::RequestResponse => "RequestResponse",
+        }
+    }
+}
+
+/// The content of a role after the change.
+#[derive(Debug, Clone)]
+struct RoleSpec {
+    rules: Vec<usize>,
+    label: Option<usize>,
+    /// For ClusterRoles: an aggregationRule selecting this label.
+    aggregates: Option<usize>,
+}
+
+/// The content of a binding after the change.
+#[derive(Debug, Clone)]
+struct BindingSpec {
+    role_ref: usize,
+    subjects: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct Ev {
+    target: usize,
+    verb: Verb,
+    level: Level,
+    role: RoleSpec,
+    binding: BindingSpec,
+    /// Which patch (or delete body) shape.
+    shape: usize,
+    failed: bool,
+    dry_run: bool,
+    /// Whether the responseObject carries a resourceVersion.
+    rv: bool,
+    /// Delivered this many places late: its time and resourceVersion are those of an
+    /// earlier event.
+    late: Option<usize>,
+    actor: usize,
+    /// An exact copy of an earlier line (same auditID) instead.
+    dup: Option<prop::sample::Index>,
+}
+
+fn arb_role_spec() -> impl Strategy<Value = RoleSpec> {
+    (
+        prop::collection::vec(0..RULES, 0..3),
+        prop::option::weighted(0.4, 0..LABELS.len()),
+        prop::option::weighted(0.15, 0..LABELS.len()),
+    )
+        .prop_map(|(rules, label, aggregates)| RoleSpec {
+            rules,
+            label,
+            aggregates,
+        })
+}
+
+fn arb_binding_spec() -> impl Strategy<Value = BindingSpec> {
+    (0..CLUSTER_REFS.len(), prop::collection::vec(0..3usize, 0..3))
+        .prop_map(|(role_ref, subjects)| BindingSpec { role_ref, subjects })
+}
+
+fn arb_ev() -> impl Strategy<Value = Ev> {
+    let verb = prop_oneof![
+        3 => Just(Verb::Create),
+        2 => Just(Verb::Update),
+        2 => Just(Verb::JsonPatch),
+        2 => Just(Verb::MergePatch),
+        1 => Just(Verb::Delete),
+    ];
+    let level = prop_oneof![
+        1 => Just(Level::Metadata),
+        1 => Just(Level::Request),
+        2 => Just(Level::RequestResponse),
+    ];
+    (
+        (0..TARGETS.len(), verb, level, arb_role_spec(), arb_binding_spec()),
+        (
+            0..4usize,
+            prop::bool::weighted(0.08),
+            prop::bool::weighted(0.08),
+            prop::bool::weighted(0.75),
+            prop::option::weighted(0.12, 1..6usize),
+            0..ACTORS.len(),
+            prop::option::weighted(0.08, any::<prop::sample::Index>()),
+        ),
+    )
+        .prop_map(
+            |(
+                (target, verb, level, role, binding),
+                (shape, failed, dry_run, rv, late, actor, dup),
+            )| Ev {
+                target,
+                verb,
+                level,
+                role,
+                binding,
+                shape,
+                failed,
+                dry_run,
+                rv,
+                late,
+                actor,
+                dup,
+            },
+        )
+}
+
+fn arb_events() -> impl Strategy<Value = Vec<Ev>> {
+    prop::collection::vec(arb_ev(), 1..40)
+}
+
+/// 2026-01-15T10:00:00Z plus this many milliseconds.
+fn stamp(ms: u64) -> String {
+    let s = ms / 1000;
+    format!(
+        "2026-01-15T{:02}:{:02}:{:02}.{:06}Z",
+        10 + s / 3600,
+        s / 60 % 60,
+        s % 60,
+        ms % 1000 * 1000
+    )
+}
+
+fn obj_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+fn labels(label: Option<usize>) -> Value {
+    let mut m = Map::new();
+    if let Some(l) = label {
+        m.insert(LABELS[l].into(), json!("true"));
+    }
+    Value::Object(m)
+}
+
+impl Ev {
+    fn kind(&self) -> Kind {
+        TARGETS[self.target].0
+    }
+
+    fn name(&self) -> &'static str {
+        TARGETS[self.target].1
+    }
+
+    fn rules(&self) -> Vec<Value> {
+        self.role.rules.iter().map(|&i| rule(i)).collect()
+    }
+
+    fn subjects(&self) -> Vec<Value> {
+        self.binding.subjects.iter().map(|&i| subject(i)).collect()
+    }
+
+    /// The whole object after the change.
+    fn object(&self) -> Value {
+        let kind = self.kind();
+        let mut meta = json!({"name": self.name()});
+        if kind.namespaced() {
+            meta["namespace"] = json!(NS);
+        }
+        let mut o = json!({
+            "kind": kind.as_str(),
+            "apiVersion": format!("{RBAC}/v1"),
+            "metadata": meta,
+        });
+        if kind.is_role() {
+            if self.role.label.is_some() {
+                o["metadata"]["labels"] = labels(self.role.label);
+            }
+            o["rules"] = Value::Array(self.rules());
+            if kind == Kind::ClusterRole {
+                if let Some(a) = self.role.aggregates {
+                    let sel = Value::Object(obj_map(labels(Some(a))));
+                    o["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": sel}]});
+                }
+            }
+        } else {
+            o["roleRef"] = if kind == Kind::ClusterRoleBinding {
+                json!({"apiGroup": RBAC, "kind": "ClusterRole", "name": CLUSTER_REFS[self.binding.role_ref]})
+            } else {
+                let (k, n) = NS_REFS[self.binding.role_ref];
+                json!({"apiGroup": RBAC, "kind": k, "name": n})
+            };
+            o["subjects"] = Value::Array(self.subjects());
+        }
+        o
+    }
+
+    /// The patch document.
+    fn patch(&self) -> Value {
+        let kind = self.kind();
+        match (self.verb, kind.is_role()) {
+            (Verb::MergePatch, true) => {
+                let remove_labels = json!({TO_VIEW: null, TO_EDIT: null});
+                let l = if self.role.label.is_some() {
+                    labels(self.role.label)
+                } else {
+                    remove_labels
+                };
+                match self.shape % 3 {
+                    0 => json!({"rules": self.rules()}),
+                    1 => json!({"metadata": {"labels": l}}),
+                    _ => json!({"metadata": {"labels": l}, "rules": self.rules()}),
+                }
+            }
+            (Verb::MergePatch, false) => match self.shape % 2 {
+                0 => json!({"subjects": self.subjects()}),
+                _ => json!({"metadata": {"labels": {"team": "x"}}, "subjects": self.subjects()}),
+            },
+            (_, true) => match self.shape % 4 {
+                0 => Value::Array(
+                    self.rules()
+                        .into_iter()
+                        .map(|r| json!({"op": "add", "path": "/rules/-", "value": r}))
+                        .collect(),
+                ),
+                1 => json!([{"op": "replace", "path": "/rules", "value": self.rules()}]),
+                2 => json!([{"op": "add", "path": "/metadata/labels", "value": labels(self.role.label)}]),
+                _ => json!([{"op": "remove", "path": "/rules/0"}]),
+            },
+            (_, false) => match self.shape % 3 {
+                0 => Value::Array(
+                    self.subjects()
+                        .into_iter()
+                        .map(|s| json!({"op": "add", "path": "/subjects/-", "value": s}))
+                        .collect(),
+                ),
+                1 => json!([{"op": "replace", "path": "/subjects", "value": self.subjects()}]),
+                _ => json!([{"op": "remove", "path": "/subjects/0"}]),
+            },
+        }
+    }
+
+    /// The audit event, as the `i`th line.
+    fn to_json(&self, i: usize) -> Value {
+        let kind = self.kind();
+        let name = self.name();
+        let slot = self.late.map_or(i, |k| i.saturating_sub(k));
+        let late = self.late.is_some_and(|_| slot < i);
+        let time = stamp(slot as u64 * 1000 + if late { 500 } else { 0 });
+        let rv = 1000 + 10 * slot as u64 + if late { 5 } else { 0 };
+        let mut uri = format!("/apis/{RBAC}/v1");
+        let mut oref = json!({"resource": kind.resource(), "name": name, "apiGroup": RBAC, "apiVersion": "v1"});
+        if kind.namespaced() {
+            uri.push_str(&format!("/namespaces/{NS}"));
+            oref["namespace"] = json!(NS);
+        }
+        uri.push('/');
+        uri.push_str(kind.resource());
+        if self.verb != Verb::Create {
+            uri.push('/');
+            uri.push_str(name);
+        }
+        if self.dry_run {
+            uri.push_str("?dryRun=All");
+        }
+        let code = match (self.failed, self.verb) {
+            (true, _) => 403,
+            (false, Verb::Create) => 201,
+            _ => 200,
+        };
+        let mut status = json!({"metadata": {}, "code": code});
+        if self.failed {
+            status["status"] = json!("Failure");
+            status["reason"] = json!("Forbidden");
+        }
+        let mut ev = json!({
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": self.level.as_str(),
+            "auditID": format!("aaaaaaaa-0000-4000-8000-{i:012}"),
+            "stage": "ResponseComplete",
+            "requestURI": uri,
+            "verb": self.verb.as_str(),
+            "user": {"username": ACTORS[self.actor], "groups": ["system:authenticated"]},
+            "sourceIPs": ["203.0.113.7"],
+            "userAgent": "kubectl/v1.34.1 (linux/amd64) kubernetes/abcdef",
+            "objectRef": oref,
+            "responseStatus": status,
+            "requestReceivedTimestamp": time,
+            "stageTimestamp": time,
+        });
+        if self.level == Level::Metadata {
+            return ev;
+        }
+        // The stored object, as the API server returns it.
+        let mut stored = self.object();
+        if self.rv {
+            stored["metadata"]["resourceVersion"] = json!(rv.to_string());
+        }
+        let failure = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "reason": "Forbidden", "code": 403,
+            "message": format!("{} {name:?} is forbidden", kind.resource()),
+        });
+        match self.verb {
+            Verb::Create | Verb::Update => ev["requestObject"] = self.object(),
+            Verb::JsonPatch | Verb::MergePatch => ev["requestObject"] = self.patch(),
+            Verb::Delete => {
+                if self.shape % 2 == 1 {
+                    ev["requestObject"] = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"});
+                }
+            }
+        }
+        if self.level == Level::RequestResponse {
+            ev["responseObject"] = if self.failed {
+                failure
+            } else if self.verb == Verb::Delete && self.shape < 2 {
+                json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": {"name": name, "group": RBAC, "kind": kind.resource()},
+                })
+            } else {
+                stored
+            };
+        }
+        ev
+    }
+}
+
+/// The generated input: its lines and the auditIDs of the failed and dry-run requests.
+struct Input {
+    lines: Vec<String>,
+    rejected: BTreeSet<String>,
+}
+
+fn input(events: &[Ev]) -> Input {
+    let mut lines: Vec<String> = Vec::new();
+    let mut rejected = BTreeSet::new();
+    for (i, e) in events.iter().enumerate() {
+        if let (Some(d), true) = (&e.dup, i > 0) {
+            let copy = lines[d.index(i)].clone();
+            lines.push(copy);
+            continue;
+        }
+        let v = e.to_json(i);
+        if e.failed || e.dry_run {
+            rejected.insert(v["auditID"].as_str().unwrap().to_string());
+        }
+        lines.push(v.to_string());
+    }
+    Input { lines, rejected }
+}
+
+fn dump(lines: &[String]) -> String {
+    lines.join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the tracker
+// ---------------------------------------------------------------------------------------------
+
+/// The changes of the input, each at its line.
+fn changes(lines: &[String]) -> Vec<(Change, Location)> {
+    let opts = RuleOptions::default();
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let rec = audit::parse_record(l.as_bytes()).expect("generated events parse");
+            let Record::Event(ev) = rec else {
+                panic!("generated a list")
+            };
+            let at = Location {
+                path: "gen.jsonl".into(),
+                line: i as u64 + 1,
+                item: None,
+            };
+            extract(&ev, &opts).map(|c| (c, at))
+        })
+        .collect()
+}
+
+fn tracker(store: Store) -> Tracker {
+    let mut t = Tracker::open(
+        store,
+        RuleOptions::default(),
+        Suppressions::new(&Config::default()),
+    )
+    .expect("the state opens");
+    t.assume_bootstrap();
+    t
+}
+
+fn position(line: usize) -> Position {
+    Position {
+        offset: line as u64 * 100,
+        line: line as u64,
+        fingerprint: "gen".into(),
+    }
+}
+
+/// Applies the changes in batches cut after each index of `cuts` (ascending, in range).
+fn apply(
+    t: &mut Tracker,
+    changes: Vec<(Change, Location)>,
+    cuts: &[usize],
+) -> Result<Vec<Reported>, String> {
+    let mut out = Vec::new();
+    let mut rest = changes.into_iter();
+    let mut done = 0;
+    for &c in cuts.iter().chain(std::iter::once(&usize::MAX)) {
+        let n = c.saturating_sub(done);
+        let batch: Vec<_> = rest.by_ref().take(n).collect();
+        done += batch.len();
+        let last = batch.last().map_or(0, |(_, at)| at.line as usize);
+        let p = position(last);
+        out.extend(
+            t.apply_batch(batch, Some(("gen.jsonl", &p)))
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(out)
+}
+
+/// Runs the changes with a tracker on the state file, in one batch.
+fn run_file(path: &Path, changes: Vec<(Change, Location)>) -> Result<Vec<Reported>, String> {
+    let mut t = tracker(Store::open(path).map_err(|e| e.to_string())?);
+    apply(&mut t, changes, &[])
+}
+
+/// An alert as compared: rule, auditID, and its JSON without `source`.
+type Key = (String, String, String);
+
+fn key_of_json(rule: &str, audit_id: &str, json: &str) -> Key {
+    let mut v: Value = serde_json::from_str(json).expect("alert JSON");
+    v.as_object_mut().expect("alert object").remove("source");
+    (rule.to_string(), audit_id.to_string(), v.to_string())
+}
+
+fn keys(alerts: &[Reported]) -> Vec<Key> {
+    let mut k: Vec<Key> = alerts
+        .iter()
+        .map(|r| {
+            key_of_json(
+                r.alert.rule_id,
+                r.alert.audit_id.as_deref().unwrap_or(""),
+                &r.json,
+            )
+        })
+        .collect();
+    k.sort();
+    k
+}
+
+fn stored_keys(path: &Path) -> Vec<Key> {
+    let s = Store::open(path).expect("the state opens");
+    let mut k: Vec<Key> = s
+        .alerts(None, None)
+        .expect("stored alerts")
+        .iter()
+        .map(|a| key_of_json(&a.rule_id, &a.audit_id, &a.json))
+        .collect();
+    k.sort();
+    k
+}
+
+/// The differences between two multisets of alerts, for failure messages.
+fn diff(expected: &[Key], actual: &[Key]) -> String {
+    let mut out = String::new();
+    let mut a = actual.to_vec();
+    for e in expected {
+        match a.iter().position(|x| x == e) {
+            Some(i) => {
+                a.remove(i);
+            }
+            None => out.push_str(&format!("  missing: {} {}\n    {}\n", e.0, e.1, e.2)),
+        }
+    }
+    for x in a {
+        out.push_str(&format!("  extra:   {} {}\n    {}\n", x.0, x.1, x.2));
+    }
+    out
+}
+
+fn cuts_from(len: usize, idx: &[prop::sample::Index]) -> Vec<usize> {
+    let mut c: Vec<usize> = idx.iter().map(|i| i.index(len + 1)).collect();
+    c.sort_unstable();
+    c.dedup();
+    c
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Every sequence goes through extract and the tracker without a panic or an error.
+    #[test]
+    fn no_panic_no_error(events in arb_events(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4)) {
+        let inp = input(&events);
+        let ch = changes(&inp.lines);
+        let cuts = cuts_from(ch.len(), &cuts);
+        let mut t = tracker(Store::in_memory().unwrap());
+        let res = apply(&mut t, ch, &cuts);
+        prop_assert!(res.is_ok(), "apply_batch failed: {:?}\ninput:\n{}", res.err(), dump(&inp.lines));
+    }
+
+    /// Every alert says what was gained, and none comes from a failed or dry-run request.
+    #[test]
+    fn every_alert_is_justified(events in arb_events()) {
+        let inp = input(&events);
+        let mut t = tracker(Store::in_memory().unwrap());
+        let alerts = apply(&mut t, changes(&inp.lines), &[]).unwrap();
+        for r in &alerts {
+            let v: Value = serde_json::from_str(&r.json).unwrap();
+            let non_empty = |k: &str| v[k].as_array().is_some_and(|a| !a.is_empty());
+            match r.alert.rule_id {
+                "clusterrole-pod-write" => prop_assert!(
+                    non_empty("newly_granted"),
+                    "clusterrole-pod-write without newly_granted:\n{}\ninput:\n{}", r.json, dump(&inp.lines)
+                ),
+                "pod-write-role-bound" => {
+                    prop_assert!(
+                        non_empty("subjects_granted"),
+                        "pod-write-role-bound without subjects_granted:\n{}\ninput:\n{}", r.json, dump(&inp.lines)
+                    );
+                    for g in v["subjects_granted"].as_array().unwrap() {
+                        prop_assert!(
+                            g["newly_granted"].as_array().is_some_and(|a| !a.is_empty()),
+                            "a subject gains nothing:\n{}\ninput:\n{}", r.json, dump(&inp.lines)
+                        );
+                    }
+                }
+                _ => {}
+            }
+            let id = r.alert.audit_id.clone().unwrap_or_default();
+            prop_assert!(
+                !inp.rejected.contains(&id),
+                "alert for a failed or dry-run request {id}:\n{}\ninput:\n{}", r.json, dump(&inp.lines)
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A run stopped after a prefix and resumed with a new tracker on the same state file
+    /// alerts as one run.
+    #[test]
+    fn split_run_equals_one_run(events in arb_events(), split in any::<prop::sample::Index>()) {
+        let inp = input(&events);
+        let all = changes(&inp.lines);
+        let at = split.index(all.len() + 1);
+        let dir = tempfile::tempdir().unwrap();
+
+        let whole_path = dir.path().join("whole.db");
+        let whole = run_file(&whole_path, all.clone()).unwrap();
+
+        let split_path = dir.path().join("split.db");
+        let mut rest = all;
+        let first = rest.drain(..at).collect();
+        let mut parts = run_file(&split_path, first).unwrap();
+        parts.extend(run_file(&split_path, rest).unwrap());
+
+        let (e, a) = (keys(&whole), keys(&parts));
+        prop_assert!(
+            e == a,
+            "split after {at} changes differs from one run:\n{}input:\n{}", diff(&e, &a), dump(&inp.lines)
+        );
+        let (se, sa) = (stored_keys(&whole_path), stored_keys(&split_path));
+        prop_assert!(se == sa, "stored alerts differ:\n{}", diff(&se, &sa));
+    }
+
+    /// A second run over the same input, on the same state file, alerts nothing and stores
+    /// nothing new.
+    #[test]
+    fn second_run_alerts_nothing(events in arb_events()) {
+        let inp = input(&events);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let first = run_file(&path, changes(&inp.lines)).unwrap();
+        let stored = stored_keys(&path);
+        prop_assert_eq!(stored.len(), first.len());
+        let again = run_file(&path, changes(&inp.lines)).unwrap();
+        prop_assert!(
+            again.is_empty(),
+            "the second run alerted:\n{}\ninput:\n{}",
+            again.iter().map(|r| r.json.as_str()).collect::<Vec<_>>().join("\n"),
+            dump(&inp.lines)
+        );
+        let after = stored_keys(&path);
+        prop_assert!(stored == after, "stored alerts changed:\n{}", diff(&stored, &after));
+    }
+
+    /// One batch, one change per batch and random batches give the same alerts.
+    #[test]
+    fn batching_does_not_matter(events in arb_events(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6)) {
+        let inp = input(&events);
+        let all = changes(&inp.lines);
+        let n = all.len();
+        let one = {
+            let mut t = tracker(Store::in_memory().unwrap());
+            keys(&apply(&mut t, all.clone(), &[]).unwrap())
+        };
+        let each = {
+            let mut t = tracker(Store::in_memory().unwrap());
+            let cuts: Vec<usize> = (1..n).collect();
+            keys(&apply(&mut t, all.clone(), &cuts).unwrap())
+        };
+        prop_assert!(one == each, "one change per batch differs:\n{}input:\n{}", diff(&one, &each), dump(&inp.lines));
+        let cuts = cuts_from(n, &cuts);
+        let random = {
+            let mut t = tracker(Store::in_memory().unwrap());
+            keys(&apply(&mut t, all, &cuts).unwrap())
+        };
+        prop_assert!(one == random, "batches cut at {cuts:?} differ:\n{}input:\n{}", diff(&one, &random), dump(&inp.lines));
+    }
+}
+
+/// The generator makes what it means to: events that alert, of every stateful rule, and
+/// events the extractor drops.
+#[test]
+fn generator_covers_the_rules() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let mut rules = BTreeSet::new();
+    let (mut events, mut dropped) = (0, 0);
+    for _ in 0..64 {
+        let evs = arb_events().new_tree(&mut runner).unwrap().current();
+        let inp = input(&evs);
+        let ch = changes(&inp.lines);
+        events += inp.lines.len();
+        dropped += inp.lines.len() - ch.len();
+        let mut t = tracker(Store::in_memory().unwrap());
+        for r in apply(&mut t, ch, &[]).unwrap() {
+            rules.insert(r.alert.rule_id);
+        }
+    }
+    for r in [
+        "clusterrole-pod-write",
+        "clusterrole-pod-write-aggregated",
+        "pod-write-role-bound",
+        "clusterrole-changed-unverified",
+    ] {
+        assert!(rules.contains(r), "no {r} alert in {events} events: {rules:?}");
+    }
+    assert!(dropped > 0 && dropped < events / 2, "{dropped} of {events} dropped");
+}
