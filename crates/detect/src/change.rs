@@ -4,7 +4,7 @@
 //! [`Change`], with its body decoded, for the single-threaded [`crate::state`] tracker.
 
 use crate::alert::{Alert, RulesSource};
-use crate::clusterrole_pod_write::{self, RuleOptions, RBAC_GROUP};
+use crate::clusterrole_pod_write::{self, RuleOptions};
 use audit::Event;
 use rbac::patch::{detect_kind, PatchKind};
 use rbac::ObjKind;
@@ -141,29 +141,12 @@ pub fn extract(ev: &Event, opts: &RuleOptions) -> Option<Change> {
     if oref.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
         return None;
     }
+    let group_note = clusterrole_pod_write::rbac_group(ev)?;
     let mut notes = Vec::new();
-    match oref.api_group.as_deref() {
-        Some(RBAC_GROUP) => {}
-        Some(g) if !g.is_empty() => return None,
-        _ => match ev.request_uri.as_deref() {
-            Some(uri) if uri.starts_with("/apis/rbac.authorization.k8s.io/") => {}
-            Some(uri) if uri.starts_with("/apis/") => return None,
-            _ => notes.push(
-                "objectRef.apiGroup is missing; read as rbac.authorization.k8s.io".to_string(),
-            ),
-        },
-    }
-    let code_ok = ev.code().is_some_and(|c| (200..300).contains(&c));
-    match ev.stage.as_deref() {
-        Some("ResponseComplete") => {}
-        None if code_ok => {
-            notes.push("stage is missing; a 2xx responseStatus shows the request completed".into())
-        }
-        _ => return None,
-    }
-    if !code_ok || ev.is_dry_run() {
+    if !clusterrole_pod_write::completed_for_real(ev, &mut notes) {
         return None;
     }
+    notes.extend(group_note);
     let (body, head) = body_of(ev, kind, verb);
     let meta = head.as_ref().and_then(|(_, m)| m.as_ref());
     let body_name = meta

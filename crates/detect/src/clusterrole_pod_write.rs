@@ -45,11 +45,18 @@ fn is_clusterrole_event(ev: &Event) -> Option<Option<String>> {
     {
         return None;
     }
+    rbac_group(ev)
+}
+
+/// Whether the event's object is in the RBAC API group: `Some` when it is, with a note when
+/// the group had to be inferred (it is missing), `None` when it is another group.
+pub fn rbac_group(ev: &Event) -> Option<Option<String>> {
+    let oref = ev.object_ref.as_ref()?;
     match oref.api_group.as_deref() {
         Some(RBAC_GROUP) => Some(None),
         Some(g) if !g.is_empty() => None,
-        // The core group has no clusterroles and a CRD cannot live in it, so an absent group is
-        // a pipeline or hand-written event dropping it; the URI settles it when present.
+        // The core group has no RBAC resources and a CRD cannot live in it, so an absent group
+        // is a pipeline or hand-written event dropping it; the URI settles it when present.
         _ => match ev.request_uri.as_deref() {
             Some(uri) if uri.starts_with("/apis/") => {
                 if uri.starts_with("/apis/rbac.authorization.k8s.io/") {
@@ -59,10 +66,25 @@ fn is_clusterrole_event(ev: &Event) -> Option<Option<String>> {
                 }
             }
             _ => Some(Some(
-                "objectRef.apiGroup is missing; read as rbac.authorization.k8s.io (the only group with clusterroles that an event can omit)".into(),
+                "objectRef.apiGroup is missing; read as rbac.authorization.k8s.io (the core group, the only one an event omits, has no RBAC resources)".into(),
             )),
         },
     }
+}
+
+/// Whether a request completed, succeeded (2xx) and was real (not a dry run). Notes explain
+/// anything inferred.
+pub fn completed_for_real(ev: &Event, notes: &mut Vec<String>) -> bool {
+    let code_ok = ev.code().is_some_and(|c| (200..300).contains(&c));
+    match ev.stage.as_deref() {
+        Some("ResponseComplete") => {}
+        // Hand-written and some exported events drop the stage; a 2xx status means completion.
+        None if code_ok => {
+            notes.push("stage is missing; a 2xx responseStatus shows the request completed".into())
+        }
+        _ => return false,
+    }
+    code_ok && !ev.is_dry_run()
 }
 
 /// Whether an event is a completed, successful, real (not dry-run) create/update/patch of a
@@ -74,16 +96,7 @@ pub fn is_successful_change(ev: &Event, notes: &mut Vec<String>) -> bool {
     let Some(group_note) = is_clusterrole_event(ev) else {
         return false;
     };
-    let code_ok = ev.code().is_some_and(|c| (200..300).contains(&c));
-    match ev.stage.as_deref() {
-        Some("ResponseComplete") => {}
-        // Hand-written and some exported events drop the stage; a 2xx status means completion.
-        None if code_ok => {
-            notes.push("stage is missing; a 2xx responseStatus shows the request completed".into())
-        }
-        _ => return false,
-    }
-    if !code_ok || ev.is_dry_run() {
+    if !completed_for_real(ev, notes) {
         return false;
     }
     notes.extend(group_note);
@@ -318,7 +331,13 @@ fn capability_id(c: &Capability) -> String {
 
 /// Severity from the grants (see the README for the policy).
 pub fn severity(rules: &[&PolicyRule], grants: &[PodWriteGrant]) -> Severity {
-    if rules.iter().any(|r| is_wildcard_rule(r)) {
+    severity_of(rules.iter().any(|r| is_wildcard_rule(r)), grants)
+}
+
+/// Critical when `critical` (what makes it so depends on the rule), else high for an
+/// unrestricted grant that runs code in pods, else medium.
+pub fn severity_of(critical: bool, grants: &[PodWriteGrant]) -> Severity {
+    if critical {
         Severity::Critical
     } else if grants
         .iter()

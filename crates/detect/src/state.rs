@@ -23,10 +23,12 @@ use crate::alert::{
     SubjectGain,
 };
 use crate::change::{parse_object, Body, Change, ParsedObject};
-use crate::clusterrole_pod_write::{fill, newly_granted, summarize, RuleOptions, RBAC_GROUP};
+use crate::clusterrole_pod_write::{
+    fill, newly_granted, severity_of, summarize, RuleOptions, RBAC_GROUP,
+};
 use crate::explain::sh;
 use crate::suppress::Suppressions;
-use rbac::model::{group_note, normalize, BoundSubject};
+use rbac::model::{bound_subjects_of, group_note, normalize, BoundSubject};
 use rbac::podwrite::is_wildcard_rule;
 use rbac::{
     role_pod_write, Binding, BindingKind, Inventory, ObjKind, PodWriteGrant, PolicyRule, Role,
@@ -544,25 +546,7 @@ impl Model {
     }
 
     fn bound_subjects(&self, kind: RoleKind, ns: &str, name: &str) -> Vec<BoundSubject> {
-        let mut out = Vec::new();
-        for b in self.inv.bindings_to(kind, ns, name) {
-            for s in &b.subjects {
-                let Some(eff) = b.effective_subject(s) else {
-                    continue;
-                };
-                let n = normalize(&eff);
-                out.push(BoundSubject {
-                    note: (n.kind == "Group").then(|| group_note(&n.name)).flatten(),
-                    kind: n.kind,
-                    name: n.name,
-                    namespace: n.namespace,
-                    binding_kind: b.kind,
-                    binding: b.name.clone(),
-                    scope_namespace: b.namespace.clone(),
-                });
-            }
-        }
-        out
+        bound_subjects_of(self.inv.bindings_to(kind, ns, name)).0
     }
 
     fn apply(
@@ -1056,16 +1040,7 @@ impl Model {
         a.title = AGGREGATED_TITLE;
         a.role = Some(name.to_string());
         a.rules_source = source;
-        a.severity = if wildcard || broad {
-            Severity::Critical
-        } else if all_new
-            .iter()
-            .any(|g| !g.narrowed() && g.capability.runs_code())
-        {
-            Severity::High
-        } else {
-            Severity::Medium
-        };
+        a.severity = severity_of(wildcard || broad, &all_new);
         let names: Vec<String> = gains.iter().map(|g| g.role.clone()).collect();
         let labels: Vec<String> = after
             .map(|r| {
@@ -1265,16 +1240,7 @@ impl Model {
         let mut a = c.ch.base.clone();
         a.rule_id = BOUND_RULE_ID;
         a.title = BOUND_TITLE;
-        a.severity = if admin_equivalent || !broad.is_empty() {
-            Severity::Critical
-        } else if flat
-            .iter()
-            .any(|g| !g.narrowed() && g.capability.runs_code())
-        {
-            Severity::High
-        } else {
-            Severity::Medium
-        };
+        a.severity = severity_of(admin_equivalent || !broad.is_empty(), &flat);
         a.role = Some(role_name.clone());
         a.role_kind = Some(match role_kind_ {
             RoleKind::ClusterRole => "ClusterRole",

@@ -143,19 +143,7 @@ fn text_line(a: &StoredAlert) -> String {
     line
 }
 
-/// Names come from API clients: control characters (ESC, newlines) could repaint the
-/// terminal or fake lines of output, so they are shown escaped.
-fn c(s: &str) -> String {
-    s.chars()
-        .map(|ch| {
-            if ch.is_control() {
-                ch.escape_unicode().to_string()
-            } else {
-                ch.to_string()
-            }
-        })
-        .collect()
-}
+use crate::print::escape_controls as c;
 
 #[cfg(test)]
 mod tests {

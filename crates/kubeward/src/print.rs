@@ -14,7 +14,7 @@ pub struct Printer<W: Write> {
 
 /// Control characters in names an API client chose (ESC, newlines, ...) would let a crafted
 /// role name repaint the terminal or fake lines of output; they are shown escaped.
-fn c(s: &str) -> String {
+pub fn escape_controls(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_string();
     }
@@ -28,6 +28,8 @@ fn c(s: &str) -> String {
         })
         .collect()
 }
+
+use escape_controls as c;
 
 struct Style {
     on: bool,

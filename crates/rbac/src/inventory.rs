@@ -14,7 +14,7 @@
 //! every ClusterRole its selectors pick. It is recomputed lazily, and only after a change that
 //! can alter it ([`Inventory::affects_aggregation`]).
 
-use crate::model::{group_note, normalize, resolve_aggregation, Grantee, Via, MASTERS};
+use crate::model::{normalize, resolve_aggregation, Grantee, Via};
 use crate::objects::{Binding, BindingKind, Origin, Role, RoleKind, Subject};
 use crate::rule::{rule_allows, PolicyRule, Request};
 use crate::snapshot::{LoadOptions, Snapshot};
@@ -792,36 +792,7 @@ impl Inventory {
                 }
             }
         }
-        let masters = Subject {
-            kind: "Group".into(),
-            name: MASTERS.into(),
-            namespace: None,
-        };
-        by.entry(masters).or_default().push(Via {
-            binding_kind: "PrivilegedGroup".into(),
-            binding: "(authorizer: system:masters is allowed everything)".into(),
-            role_kind: String::new(),
-            role: String::new(),
-            namespace: None,
-            only_names: Vec::new(),
-        });
-        by.into_iter()
-            .map(|(s, mut via)| {
-                via.sort();
-                via.dedup();
-                Grantee {
-                    note: if s.kind == "Group" {
-                        group_note(&s.name)
-                    } else {
-                        None
-                    },
-                    kind: s.kind,
-                    name: s.name,
-                    namespace: s.namespace,
-                    via,
-                }
-            })
-            .collect()
+        crate::model::grantees(by)
     }
 
     /// Every object, as a snapshot (in [`Inventory::roles`] and [`Inventory::bindings`]
@@ -883,6 +854,7 @@ pub fn bootstrap() -> Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MASTERS;
     use crate::objects::{LabelSelector, RoleRef};
     use crate::Model;
 

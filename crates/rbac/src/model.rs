@@ -154,6 +154,80 @@ pub struct Grantee {
     pub note: Option<String>,
 }
 
+/// The subjects of these bindings (all of one role), as the authorizer reads them, and notes on
+/// bindings that grant nothing (no subjects, a ServiceAccount without a namespace in a
+/// ClusterRoleBinding).
+pub fn bound_subjects_of<'b>(
+    bindings: impl IntoIterator<Item = &'b Binding>,
+) -> (Vec<BoundSubject>, Vec<String>) {
+    let mut subs = Vec::new();
+    let mut notes = Vec::new();
+    for b in bindings {
+        if b.subjects.is_empty() {
+            notes.push(format!("{} {} has no subjects", b.kind, b.name));
+        }
+        for s in &b.subjects {
+            let Some(eff) = b.effective_subject(s) else {
+                notes.push(format!(
+                    "{} {}: ServiceAccount {} has no namespace and never matches",
+                    b.kind, b.name, s.name
+                ));
+                continue;
+            };
+            let n = normalize(&eff);
+            subs.push(BoundSubject {
+                note: if n.kind == "Group" {
+                    group_note(&n.name)
+                } else {
+                    None
+                },
+                kind: n.kind,
+                name: n.name,
+                namespace: n.namespace,
+                binding_kind: b.kind,
+                binding: b.name.clone(),
+                scope_namespace: b.namespace.clone(),
+            });
+        }
+    }
+    (subs, notes)
+}
+
+/// The answer to a who-can question: the subjects found, each with how, plus `system:masters`
+/// (the authorizer allows its members everything before RBAC is asked).
+pub(crate) fn grantees(mut by: BTreeMap<Subject, Vec<Via>>) -> Vec<Grantee> {
+    let masters = Subject {
+        kind: "Group".into(),
+        name: MASTERS.into(),
+        namespace: None,
+    };
+    by.entry(masters).or_default().push(Via {
+        binding_kind: "PrivilegedGroup".into(),
+        binding: "(authorizer: system:masters is allowed everything)".into(),
+        role_kind: String::new(),
+        role: String::new(),
+        namespace: None,
+        only_names: Vec::new(),
+    });
+    by.into_iter()
+        .map(|(s, mut via)| {
+            via.sort();
+            via.dedup();
+            Grantee {
+                note: if s.kind == "Group" {
+                    group_note(&s.name)
+                } else {
+                    None
+                },
+                kind: s.kind,
+                name: s.name,
+                namespace: s.namespace,
+                via,
+            }
+        })
+        .collect()
+}
+
 /// Where a who-can question is asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -529,39 +603,7 @@ impl<'s> Model<'s> {
                 });
             }
         }
-        let masters = Subject {
-            kind: "Group".into(),
-            name: MASTERS.into(),
-            namespace: None,
-        };
-        by.entry(masters).or_default().insert(
-            0,
-            Via {
-                binding_kind: "PrivilegedGroup".into(),
-                binding: "(authorizer: system:masters is allowed everything)".into(),
-                role_kind: String::new(),
-                role: String::new(),
-                namespace: None,
-                only_names: Vec::new(),
-            },
-        );
-        by.into_iter()
-            .map(|(s, mut via)| {
-                via.sort();
-                via.dedup();
-                Grantee {
-                    note: if s.kind == "Group" {
-                        group_note(&s.name)
-                    } else {
-                        None
-                    },
-                    kind: s.kind,
-                    name: s.name,
-                    namespace: s.namespace,
-                    via,
-                }
-            })
-            .collect()
+        grantees(by)
     }
 
     /// Every ClusterRole and Role that grants pod write, with grants, provenance and subjects.
@@ -604,40 +646,12 @@ impl<'s> Model<'s> {
 
     /// The subjects bound to role `i`, and notes on bindings that grant nothing.
     pub fn bound_subjects(&self, i: usize) -> (Vec<BoundSubject>, Vec<String>) {
-        let mut subs = Vec::new();
-        let mut notes = Vec::new();
-        for b in &self.snap.bindings {
-            if self.bound_role(b) != Some(i) {
-                continue;
-            }
-            if b.subjects.is_empty() {
-                notes.push(format!("{} {} has no subjects", b.kind, b.name));
-            }
-            for s in &b.subjects {
-                let Some(eff) = b.effective_subject(s) else {
-                    notes.push(format!(
-                        "{} {}: ServiceAccount {} has no namespace and never matches",
-                        b.kind, b.name, s.name
-                    ));
-                    continue;
-                };
-                let n = normalize(&eff);
-                subs.push(BoundSubject {
-                    note: if n.kind == "Group" {
-                        group_note(&n.name)
-                    } else {
-                        None
-                    },
-                    kind: n.kind,
-                    name: n.name,
-                    namespace: n.namespace,
-                    binding_kind: b.kind,
-                    binding: b.name.clone(),
-                    scope_namespace: b.namespace.clone(),
-                });
-            }
-        }
-        (subs, notes)
+        bound_subjects_of(
+            self.snap
+                .bindings
+                .iter()
+                .filter(|b| self.bound_role(b) == Some(i)),
+        )
     }
 
     /// The rules that apply to an identity: cluster-wide (ClusterRoleBindings) and per

@@ -2250,21 +2250,33 @@ fn creating_again_what_the_model_holds_is_judged_against_it() {
         create(cr("again", json!([pods_create()]))),
         create(cr("again", json!([pods_create(), exec()]))),
         // After a delete, a create is a create again.
-        write_obj("delete", crb("deployer", "edit", json!([sa("ci", "deployer")]))),
+        write_obj(
+            "delete",
+            crb("deployer", "edit", json!([sa("ci", "deployer")])),
+        ),
         create(crb("deployer", "edit", json!([sa("ci", "deployer")]))),
     ];
     let a = stateful(&evs, &[]);
     let f = fps(&a);
     assert_eq!(f.len(), 4, "{f:#?}");
-    assert!(f[0].starts_with("pod-write-role-bound edit crb=deployer high prev=absent"), "{f:#?}");
-    assert_eq!(f[1], "clusterrole-pod-write again high prev=absent new=create-pods");
+    assert!(
+        f[0].starts_with("pod-write-role-bound edit crb=deployer high prev=absent"),
+        "{f:#?}"
+    );
+    assert_eq!(
+        f[1],
+        "clusterrole-pod-write again high prev=absent new=create-pods"
+    );
     assert_eq!(f[2], "clusterrole-pod-write again high prev=known new=exec");
     assert!(
         notes(&a[2]).contains("created again with no delete"),
         "{:#}",
         a[2]
     );
-    assert!(f[3].starts_with("pod-write-role-bound edit crb=deployer high prev=absent"), "{f:#?}");
+    assert!(
+        f[3].starts_with("pod-write-role-bound edit crb=deployer high prev=absent"),
+        "{f:#?}"
+    );
 }
 
 #[test]
@@ -2282,6 +2294,9 @@ fn the_shipped_stateful_sample_gives_its_documented_verdicts() {
             "clusterrole-changed-unverified ops-tools info prev=unknown",
         ]
     );
-    let lines: Vec<u64> = a.iter().map(|x| x["source"]["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = a
+        .iter()
+        .map(|x| x["source"]["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, [2, 4, 4, 5, 6]);
 }

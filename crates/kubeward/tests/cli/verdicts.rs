@@ -294,7 +294,7 @@ fn missing_api_group_is_read_from_the_uri() {
     assert_eq!(a["request_uri"], Value::Null);
     assert_eq!(
         a["notes"],
-        json!(["objectRef.apiGroup is missing; read as rbac.authorization.k8s.io (the only group with clusterroles that an event can omit)"])
+        json!(["objectRef.apiGroup is missing; read as rbac.authorization.k8s.io (the core group, the only one an event omits, has no RBAC resources)"])
     );
 }
 
