@@ -699,7 +699,16 @@ impl Model {
                     let same = prev.as_ref().is_some_and(|m| {
                         !m.deleted && m.unknown_since.is_none() && m.text_hash == Some(hash)
                     });
-                    if !same {
+                    if same {
+                        tx.touch_object(
+                            ch.kind.as_str(),
+                            &key.1,
+                            &key.2,
+                            &audit_id,
+                            &time,
+                            ch.resource_version.map(|r| r.to_string()).as_deref(),
+                        )?;
+                    } else {
                         tx.put_object(&StoredObject {
                             kind: ch.kind.as_str().into(),
                             namespace: key.1.clone(),
@@ -748,7 +757,13 @@ impl Model {
                 }
                 Outcome::Unknown(_) => {
                     self.stats.unverified += 1;
-                    let marked = tx.mark_unknown(ch.kind.as_str(), &key.1, &key.2, &time)?;
+                    let marked = tx.mark_unknown_at(
+                        ch.kind.as_str(),
+                        &key.1,
+                        &key.2,
+                        &time,
+                        ch.resource_version.map(|r| r.to_string()).as_deref(),
+                    )?;
                     if !marked {
                         // Not in the state file: keep what memory knows (an assumed bootstrap
                         // object), or `null`, with the marker, so a later run loads the same.
@@ -769,6 +784,8 @@ impl Model {
                     }
                     let m = self.meta.entry(key.clone()).or_default();
                     m.unknown_since.get_or_insert(time.clone());
+                    // It exists (a change succeeded on it), whatever its content is.
+                    m.deleted = false;
                     m.assumed = false;
                     m.rv = ch.resource_version.or(m.rv);
                     m.time_ns = ch.time_ns.max(m.time_ns);

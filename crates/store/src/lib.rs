@@ -631,6 +631,53 @@ macro_rules! data_methods {
                 .map_err(|e| classify(e, &self.path))
         }
 
+        /// Records that a change at `time` (with `resource_version`, when known) was applied
+        /// to the object without changing its content: the row's `audit_id`, `time` and
+        /// `resource_version` move to it, so that a later run orders late events as this one
+        /// did. `false` when no such object is stored.
+        pub fn touch_object(
+            &self,
+            kind: &str,
+            namespace: &str,
+            name: &str,
+            audit_id: &str,
+            time: &str,
+            resource_version: Option<&str>,
+        ) -> Result<bool, StoreError> {
+            self.conn
+                .prepare_cached(
+                    "UPDATE objects SET audit_id = ?4, time = ?5, resource_version = ?6
+                     WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![kind, namespace, name, audit_id, time, resource_version])
+                })
+                .map(|n| n > 0)
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// As [`mark_unknown`](Self::mark_unknown), for a change at `since` that is the
+        /// object's newest: the row's `time` (and `resource_version`, when given) move to it
+        /// too, so that a later run orders late events as this one did.
+        pub fn mark_unknown_at(
+            &self,
+            kind: &str,
+            namespace: &str,
+            name: &str,
+            since: &str,
+            resource_version: Option<&str>,
+        ) -> Result<bool, StoreError> {
+            self.conn
+                .prepare_cached(
+                    "UPDATE objects SET unknown_since = coalesce(unknown_since, ?4), time = ?4,
+                         resource_version = coalesce(?5, resource_version)
+                     WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                )
+                .and_then(|mut s| s.execute(params![kind, namespace, name, since, resource_version]))
+                .map(|n| n > 0)
+                .map_err(|e| classify(e, &self.path))
+        }
+
         /// Marks the object's content as unknown since `since` (a metadata-level event
         /// changed it). An earlier mark is kept; [`put_object`](Self::put_object) with
         /// `unknown_since: None` clears it. `false` when no such object is stored.
