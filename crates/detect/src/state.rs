@@ -48,6 +48,9 @@ const BOUND_TITLE: &str = "K8s Audit Log Pod Write Role Bound To New Subjects";
 pub const UNVERIFIED_RULE_ID: &str = "clusterrole-changed-unverified";
 const UNVERIFIED_TITLE: &str = "K8s Audit Log Cluster Role Changed (Content Not Logged)";
 
+/// How the state file marks objects that came from `--rbac-snapshot` (their `audit_id`).
+const SNAPSHOT_PREFIX: &str = "snapshot:";
+
 /// Groups that stand for (nearly) everyone: binding pod write to them is critical.
 pub const BROAD_GROUPS: &[&str] = &[
     "system:authenticated",
@@ -112,6 +115,8 @@ struct Meta {
     deleted: bool,
     /// Not seen in the log or a snapshot: Kubernetes' bootstrap policy was assumed.
     assumed: bool,
+    /// From a snapshot, not from the log.
+    seeded: bool,
     /// Hash of the stored JSON text, to skip rewriting an object that did not change (a log
     /// that re-creates or re-applies the same object thousands of times).
     text_hash: Option<u64>,
@@ -224,6 +229,7 @@ impl Tracker {
                     unknown_since: o.unknown_since.clone(),
                     deleted,
                     assumed: false,
+                    seeded: o.audit_id.starts_with(SNAPSHOT_PREFIX),
                     text_hash: (!null).then(|| text_hash(&o.json)),
                 },
             );
@@ -242,18 +248,32 @@ impl Tracker {
                 if model.meta.get(&key).is_some_and(|m| !m.assumed) {
                     continue;
                 }
+                let rv = v
+                    .get("metadata")
+                    .and_then(|m| m.get("resourceVersion"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 tx.put_object(&StoredObject {
                     kind: kind.as_str().to_string(),
                     namespace: key.1.clone(),
                     name: key.2.clone(),
                     json: v.to_string(),
-                    audit_id: format!("snapshot:{label}"),
+                    audit_id: format!("{SNAPSHOT_PREFIX}{label}"),
                     time: String::new(),
-                    resource_version: None,
+                    resource_version: rv.clone(),
                     unknown_since: None,
                 })?;
                 model.put_item(item);
-                model.meta.insert(key, Meta::default());
+                // A snapshot's resourceVersion orders the log's events against it: older ones
+                // (a snapshot taken after the logs) are judged as out of order.
+                model.meta.insert(
+                    key,
+                    Meta {
+                        rv: rv.and_then(|r| r.parse().ok()),
+                        seeded: true,
+                        ..Meta::default()
+                    },
+                );
                 n += 1;
             }
             Ok(n)
@@ -379,6 +399,9 @@ fn object_key(kind: ObjKind, v: &Value) -> Key {
 /// A role as the API server would return it.
 fn role_json(r: &Role) -> Value {
     let mut meta = json!({ "name": r.name });
+    if let Some(rv) = &r.resource_version {
+        meta["resourceVersion"] = json!(rv);
+    }
     if let Some(ns) = &r.namespace {
         meta["namespace"] = json!(ns);
     }
@@ -400,6 +423,9 @@ fn role_json(r: &Role) -> Value {
 /// A binding as the API server would return it.
 fn binding_json(b: &Binding) -> Value {
     let mut meta = json!({ "name": b.name });
+    if let Some(rv) = &b.resource_version {
+        meta["resourceVersion"] = json!(rv);
+    }
     if let Some(ns) = &b.namespace {
         meta["namespace"] = json!(ns);
     }
@@ -561,7 +587,22 @@ impl Model {
             .audit_id
             .clone()
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("no-audit-id:{}:{}", at.path, at.line));
+            .unwrap_or_else(|| {
+                // No auditID (hand-written or re-encoded events): the event's own facts stand
+                // in for one, so that the same event read again is still recognised.
+                let facts = format!(
+                    "{:?}|{:?}|{}|{:?}|{:?}|{}|{}|{:?}",
+                    ch.time,
+                    ch.base.request_uri,
+                    ch.verb,
+                    ch.base.actor.username,
+                    ch.name,
+                    ch.namespace,
+                    ch.kind.as_str(),
+                    ch.resource_version,
+                );
+                format!("no-audit-id:{:016x}", text_hash(&facts))
+            });
         let time = ch
             .time
             .as_deref()
@@ -603,7 +644,8 @@ impl Model {
                 },
             }
         });
-        if order == Some(std::cmp::Ordering::Equal) {
+        // A delete may return the object it deleted, with the version the model holds.
+        if order == Some(std::cmp::Ordering::Equal) && ch.verb != "delete" {
             // The same version again under another auditID: nothing new.
             self.stats.redelivered += 1;
             record.outcome = "same-version".into();
@@ -616,7 +658,9 @@ impl Model {
         // model held, as an update would be, so re-creating the same thing is not news.
         let recreated = ch.verb == "create"
             && !stale
-            && prev.as_ref().is_some_and(|m| !m.deleted && !m.assumed);
+            && prev
+                .as_ref()
+                .is_some_and(|m| !m.deleted && !m.assumed && !m.seeded);
         let prev_state = if ch.verb == "create" && !recreated {
             PreviousState::Absent
         } else {
@@ -1216,6 +1260,22 @@ impl Model {
                     b.kind == BindingKind::ClusterRoleBinding
                         || (after.kind == BindingKind::RoleBinding
                             && b.namespace == after.namespace)
+                })
+                // A binding changed or deleted without the log showing how (metadata level,
+                // deletecollection) may no longer hold the subject: it proves nothing.
+                .filter(|b| {
+                    let kind = match b.kind {
+                        BindingKind::ClusterRoleBinding => ObjKind::ClusterRoleBinding,
+                        BindingKind::RoleBinding => ObjKind::RoleBinding,
+                    };
+                    let key = (
+                        kind,
+                        b.namespace.clone().unwrap_or_default(),
+                        b.name.clone(),
+                    );
+                    self.meta
+                        .get(&key)
+                        .is_none_or(|m| m.unknown_since.is_none())
                 })
                 .filter_map(|b| self.inv.bound_role(b))
                 .map(|r| {

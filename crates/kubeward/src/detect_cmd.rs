@@ -155,6 +155,9 @@ pub fn run(args: DetectArgs) -> Result<u8> {
         // Positions are byte offsets in the file: only plain JSON-lines files can resume.
         let track_position = source.is_some() && !opened.gzip && opened.framing == Framing::Lines;
         let mut offset = opened.start_offset;
+        // Cleared by an over-long line: the position saved stays the last one known exactly,
+        // and a rerun reads again from there (what it sees again is recognised and skipped).
+        let mut offsets_known = true;
         let engine = Engine::new(
             EngineOptions {
                 rule: rule_opts(matches!(spec, InputSpec::File(_)).then(|| name.clone())),
@@ -181,10 +184,14 @@ pub fn run(args: DetectArgs) -> Result<u8> {
                     Some(i) => b.len() - i - 1,
                     None => b.len(),
                 };
-                (engine.process(chunk), b.len() as u64, tail as u64)
+                // An over-long line is skipped without being kept, so its bytes are not in
+                // the chunk: offsets after it are not known.
+                let exact = !matches!(chunk.kind, audit::ChunkKind::OversizeLine { .. });
+                (engine.process(chunk), b.len() as u64, tail as u64, exact)
             },
             |res| match res {
-                Ok((rep, bytes, tail)) => {
+                Ok((rep, bytes, tail, exact)) => {
+                    offsets_known &= exact;
                     if sink_stopped {
                         return;
                     }
@@ -206,16 +213,19 @@ pub fn run(args: DetectArgs) -> Result<u8> {
                         }
                     });
                     if let Some(sink) = &sink {
-                        let position = source.as_ref().filter(|_| track_position).map(|src| {
-                            (
-                                src.key.clone(),
-                                store::Position {
-                                    offset: offset - tail,
-                                    line: collector.line() - u64::from(tail > 0),
-                                    fingerprint: src.fingerprint.clone(),
-                                },
-                            )
-                        });
+                        let position = source
+                            .as_ref()
+                            .filter(|_| track_position && offsets_known)
+                            .map(|src| {
+                                (
+                                    src.key.clone(),
+                                    store::Position {
+                                        offset: offset - tail,
+                                        line: collector.line() - u64::from(tail > 0),
+                                        fingerprint: src.fingerprint.clone(),
+                                    },
+                                )
+                            });
                         if !sink.send(Batch { changes, position }) {
                             sink_stopped = true;
                         }

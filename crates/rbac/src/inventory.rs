@@ -634,6 +634,7 @@ impl Inventory {
                 aggregation: r.aggregation.clone(),
                 origin: Origin::default(),
                 defaulted_namespace: false,
+                resource_version: None,
             })
             .collect();
         let (effective, _) = resolve_aggregation(&relevant);
@@ -874,6 +875,7 @@ mod tests {
             aggregation: None,
             origin: Origin::default(),
             defaulted_namespace: false,
+            resource_version: None,
         }
     }
 
@@ -926,6 +928,7 @@ mod tests {
             subjects,
             origin: Origin::default(),
             defaulted_namespace: false,
+            resource_version: None,
         }
     }
 

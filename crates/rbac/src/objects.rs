@@ -139,6 +139,9 @@ pub struct Role {
     pub origin: Origin,
     /// Set when the namespace came from `--default-namespace`.
     pub defaulted_namespace: bool,
+    /// `metadata.resourceVersion`, when the source gives one (a snapshot read from a cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
 }
 
 /// A binding's role reference.
@@ -189,6 +192,9 @@ pub struct Binding {
     pub origin: Origin,
     /// Set when the namespace came from `--default-namespace`.
     pub defaulted_namespace: bool,
+    /// `metadata.resourceVersion`, when the source gives one (a snapshot read from a cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
 }
 
 impl Binding {

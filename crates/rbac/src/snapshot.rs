@@ -412,6 +412,8 @@ struct RawObj {
 struct RawMeta {
     #[serde(default)]
     name: Option<String>,
+    #[serde(default, rename = "resourceVersion")]
+    resource_version: Option<Scalar>,
     #[serde(default)]
     namespace: Option<String>,
     #[serde(default)]
@@ -526,6 +528,11 @@ fn role_from(o: RawObj, origin: &Origin, opts: &LoadOptions) -> Result<Role, Str
             .map(|a| a.cluster_role_selectors.unwrap_or_default()),
         RoleKind::Role => None,
     };
+    let resource_version = o
+        .metadata
+        .as_ref()
+        .and_then(|m| m.resource_version.as_ref())
+        .map(|v| v.0.clone());
     let labels = o
         .metadata
         .and_then(|m| m.labels)
@@ -534,6 +541,7 @@ fn role_from(o: RawObj, origin: &Origin, opts: &LoadOptions) -> Result<Role, Str
         .map(|(k, v)| (k, v.0))
         .collect();
     Ok(Role {
+        resource_version,
         kind,
         name,
         namespace,
@@ -571,6 +579,11 @@ fn binding_from(o: RawObj, origin: &Origin, opts: &LoadOptions) -> Result<Bindin
             "{kind} {name}: roleRef needs kind ClusterRole or Role and a name"
         ));
     }
+    let resource_version = o
+        .metadata
+        .as_ref()
+        .and_then(|m| m.resource_version.as_ref())
+        .map(|v| v.0.clone());
     let mut subjects = Vec::new();
     for (i, s) in o.subjects.unwrap_or_default().into_iter().enumerate() {
         match (s.kind, s.name) {
@@ -583,6 +596,7 @@ fn binding_from(o: RawObj, origin: &Origin, opts: &LoadOptions) -> Result<Bindin
         }
     }
     Ok(Binding {
+        resource_version,
         kind,
         name,
         namespace,

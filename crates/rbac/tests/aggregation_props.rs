@@ -43,6 +43,7 @@ fn roles(spec: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<Role> {
             }),
             origin: Origin::default(),
             defaulted_namespace: false,
+            resource_version: None,
         })
         .collect()
 }

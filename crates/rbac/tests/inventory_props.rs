@@ -207,6 +207,7 @@ fn apply(inv: &mut Inventory, shadow: &mut Shadow, op: &Op) {
                     .map(|s| s.iter().map(|&i| selector(i)).collect()),
                 origin: Origin::default(),
                 defaulted_namespace: false,
+                resource_version: None,
             };
             let want = shadow.roles.insert(role_key(&r), r.clone());
             assert_eq!(inv.put_role(r), want);
@@ -221,6 +222,7 @@ fn apply(inv: &mut Inventory, shadow: &mut Shadow, op: &Op) {
                 aggregation: None,
                 origin: Origin::default(),
                 defaulted_namespace: false,
+                resource_version: None,
             };
             let want = shadow.roles.insert(role_key(&r), r.clone());
             assert_eq!(inv.put_role(r), want);
@@ -255,6 +257,7 @@ fn apply(inv: &mut Inventory, shadow: &mut Shadow, op: &Op) {
                 subjects: subjects.iter().map(|&i| subject(i)).collect(),
                 origin: Origin::default(),
                 defaulted_namespace: false,
+                resource_version: None,
             };
             let want = shadow.bindings.insert(binding_key(&b), b.clone());
             assert_eq!(inv.put_binding(b), want);
@@ -622,6 +625,7 @@ fn bootstrap_aggregation_in_an_inventory() {
         aggregation: None,
         origin: Origin::default(),
         defaulted_namespace: false,
+        resource_version: None,
     };
     assert!(inv.affects_aggregation(None, Some(&extra)));
     inv.put_role(extra.clone());

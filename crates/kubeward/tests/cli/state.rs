@@ -2300,3 +2300,142 @@ fn the_shipped_stateful_sample_gives_its_documented_verdicts() {
         .collect();
     assert_eq!(lines, [2, 4, 4, 5, 6]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Regressions from review
+
+#[test]
+fn a_snapshot_taken_after_the_logs_does_not_hide_their_grants() {
+    // `kubectl get ... -o yaml` today, then yesterday's logs: the snapshot already holds what
+    // the logs created. With resourceVersions, the logged events are older than the snapshot;
+    // they are still judged, as creates.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = write(
+        dir.path(),
+        "rbac.yaml",
+        r#"
+kind: ClusterRole
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: evil, resourceVersion: "900"}
+rules: [{apiGroups: [""], resources: [pods], verbs: [create]}]
+---
+kind: ClusterRoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata: {name: evil-mallory, resourceVersion: "901"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: evil}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: mallory}]
+"#,
+    );
+    let mut role = cr("evil", json!([pods_create()]));
+    role["metadata"]["resourceVersion"] = json!("100");
+    let mut binding = crb("evil-mallory", "evil", json!([user("mallory")]));
+    binding["metadata"]["resourceVersion"] = json!("101");
+    let mut c1 = create(role.clone());
+    c1["responseObject"] = role;
+    let mut c2 = create(binding.clone());
+    c2["responseObject"] = binding;
+    let a = stateful(&[c1, c2], &["--rbac-snapshot", &snap]);
+    assert_eq!(
+        fps(&a),
+        [
+            "clusterrole-pod-write evil high prev=absent new=create-pods",
+            "pod-write-role-bound evil crb=evil-mallory high prev=absent to=User:mallory:create-pods",
+        ]
+    );
+    assert!(notes(&a[0]).contains("newer version"), "{:#}", a[0]);
+}
+
+#[test]
+fn a_delete_that_returns_the_object_deletes_it() {
+    let mut b = crb("deployer", "edit", json!([sa("ci", "deployer")]));
+    b["metadata"]["resourceVersion"] = json!("11");
+    let mut c = create(b.clone());
+    c["responseObject"] = b.clone();
+    let mut d = write_obj("delete", b.clone());
+    d["responseObject"] = b.clone();
+    let mut b2 = b.clone();
+    b2["metadata"]["resourceVersion"] = json!("13");
+    let mut c2 = create(b2.clone());
+    c2["responseObject"] = b2;
+    let f = fps(&stateful(&[c, d, c2], &[]));
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert!(
+        f.iter()
+            .all(|x| x.starts_with("pod-write-role-bound edit crb=deployer")),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn bindings_deleted_by_deletecollection_no_longer_count_as_holding() {
+    let first = rb("ci", "rb1", "ClusterRole", "edit", json!([user("mallory")]));
+    let second = rb("ci", "rb2", "ClusterRole", "edit", json!([user("mallory")]));
+    let wipe = rbac_event(
+        "deletecollection",
+        "rolebindings",
+        "",
+        Some("ci"),
+        "Metadata",
+        None,
+        None,
+    );
+    let mut wipe = wipe;
+    wipe["objectRef"].as_object_mut().unwrap().remove("name");
+    wipe["requestURI"] = json!("/apis/rbac.authorization.k8s.io/v1/namespaces/ci/rolebindings");
+    let f = fps(&stateful(&[create(first), wipe, create(second)], &[]));
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert!(
+        f[1].starts_with("pod-write-role-bound edit rb=ci/rb2"),
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn events_without_audit_ids_in_one_event_list_are_each_judged() {
+    let mut a = create(cr("no-id-a", json!([pods_create()])));
+    let mut b = create(cr("no-id-b", json!([exec()])));
+    a.as_object_mut().unwrap().remove("auditID");
+    b.as_object_mut().unwrap().remove("auditID");
+    let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [a, b]});
+    let dir = tempfile::tempdir().unwrap();
+    let log = write(dir.path(), "list.jsonl", format!("{list}\n"));
+    let db = dir.path().join("s.db");
+    let db = db.to_str().unwrap();
+    let r = detect_state(db, &[&log], &[]).ok();
+    assert_eq!(
+        fps(&r.alerts()),
+        [
+            "clusterrole-pod-write no-id-a high prev=absent new=create-pods",
+            "clusterrole-pod-write no-id-b high prev=absent new=exec",
+        ]
+    );
+    // Read again (the list is one line, re-read from the start): recognised, not repeated.
+    std::fs::write(dir.path().join("list.jsonl"), format!("{list}\n{list}\n")).unwrap();
+    assert!(detect_state(db, &[&log], &[]).ok().alerts().is_empty());
+}
+
+#[test]
+fn an_over_long_line_does_not_corrupt_the_saved_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let db = db.to_str().unwrap();
+    let long = format!("{{\"padding\":\"{}\"}}", "x".repeat(3 << 20));
+    let first = create(cr("before-long", json!([pods_create()])));
+    let second = create(cr("after-long", json!([exec()])));
+    let text = format!("{first}\n{long}\n{second}\n");
+    let log = write(dir.path(), "audit.log", &text);
+    let r = detect_state(db, &[&log], &["--max-line-bytes", "1M"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert_eq!(r.alerts().len(), 2, "{r:#?}");
+    // Appended later: only the new event alerts, at its true line.
+    let third = create(cr("appended", json!([pods_create()])));
+    std::fs::write(dir.path().join("audit.log"), format!("{text}{third}\n")).unwrap();
+    let r = detect_state(db, &[&log], &["--max-line-bytes", "1M"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let a = r.alerts();
+    assert_eq!(
+        fps(&a),
+        ["clusterrole-pod-write appended high prev=absent new=create-pods"]
+    );
+    assert_eq!(a[0]["source"]["line"], 4);
+}
