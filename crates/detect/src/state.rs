@@ -9,6 +9,8 @@
 //! - `pod-write-role-bound`: a binding that gives a pod-write role to subjects that did not
 //!   hold that pod write through any other binding of theirs.
 //! - `clusterrole-changed-unverified`: a ClusterRole changed and the log does not show how.
+//! - `binding-changed-unverified`: a binding of a pod-write role (or of a role not known)
+//!   changed and the log does not show its subjects.
 //!
 //! **Order.** Events are applied in input order, with one guard for late deliveries (webhook
 //! retries, several API servers): per object, the model keeps the version with the highest
@@ -50,6 +52,11 @@ const UNVERIFIED_TITLE: &str = "K8s Audit Log Cluster Role Changed (Content Not 
 
 /// How the state file marks objects that came from `--rbac-snapshot` (their `audit_id`).
 const SNAPSHOT_PREFIX: &str = "snapshot:";
+
+/// Rule id: a binding changed and the log does not show its subjects.
+pub const BINDING_UNVERIFIED_RULE_ID: &str = "binding-changed-unverified";
+const BINDING_UNVERIFIED_TITLE: &str =
+    "K8s Audit Log Binding Of A Pod Write Role Changed (Content Not Logged)";
 
 /// Groups that stand for (nearly) everyone: binding pod write to them is critical.
 pub const BROAD_GROUPS: &[&str] = &[
@@ -1193,11 +1200,89 @@ impl Model {
             }
         }
         let Some(after) = after else {
-            return Vec::new();
+            return match outcome {
+                Outcome::Unknown(reason) if c.ch.verb != "delete" => self
+                    .binding_unverified(c, bk, reason.clone())
+                    .into_iter()
+                    .collect(),
+                _ => Vec::new(),
+            };
         };
         self.bound_alert(c, &after, before.as_ref(), outcome)
             .into_iter()
             .collect()
+    }
+
+    /// A binding changed and the log does not show its subjects: worth a look when the role it
+    /// grants (a binding's roleRef never changes) writes pods, or is not known.
+    fn binding_unverified(
+        &mut self,
+        c: &Ctx<'_>,
+        bk: BindingKind,
+        reason: String,
+    ) -> Option<Alert> {
+        let (ns, name) = (c.key.1.as_str(), c.key.2.as_str());
+        let role = self.inv.binding(bk, ns, name).and_then(|b| {
+            let r = self.inv.bound_role(b)?;
+            Some((
+                r.kind,
+                r.namespace.clone().unwrap_or_default(),
+                r.name.clone(),
+            ))
+        });
+        let role_ref = self.inv.binding(bk, ns, name).map(|b| b.role_ref.clone());
+        if let Some((k, rns, rname)) = &role {
+            if self
+                .role_facts(*k, rns, rname)
+                .is_some_and(|f| f.grants.is_empty())
+            {
+                return None;
+            }
+        }
+        let mut a = c.ch.base.clone();
+        a.rule_id = BINDING_UNVERIFIED_RULE_ID;
+        a.title = BINDING_UNVERIFIED_TITLE;
+        a.severity = Severity::Info;
+        a.rules_source = RulesSource::NotLogged;
+        a.binding_kind = Some(match bk {
+            BindingKind::ClusterRoleBinding => "ClusterRoleBinding",
+            BindingKind::RoleBinding => "RoleBinding",
+        });
+        a.binding = Some(name.to_string());
+        a.namespace = (!ns.is_empty()).then(|| ns.to_string());
+        if let Some(rr) = &role_ref {
+            a.role = Some(rr.name.clone());
+            a.role_kind = Some(if rr.kind == "Role" {
+                "Role"
+            } else {
+                "ClusterRole"
+            });
+        }
+        let what = match &role_ref {
+            Some(rr) if role.is_some() => {
+                format!("{} {}, which grants pod write", rr.kind, rr.name)
+            }
+            Some(rr) => format!("{} {} (not known to the model)", rr.kind, rr.name),
+            None => "a role the model does not know".to_string(),
+        };
+        a.why = vec![format!(
+            "{} {} was changed ({}), but the log does not show its subjects afterwards: it binds {what}, and may now give it to new subjects. Audit policies that log RBAC at Metadata level hide this; log rbac.authorization.k8s.io at RequestResponse.",
+            a.binding_kind.unwrap_or("binding"),
+            name,
+            c.ch.verb
+        )];
+        let (res, ns_flag) = if ns.is_empty() {
+            ("clusterrolebinding", String::new())
+        } else {
+            ("rolebinding", format!(" -n {}", sh(ns)))
+        };
+        a.investigation = vec![
+            format!("See its subjects now: kubectl get {res} {}{ns_flag} -o yaml", sh(name)),
+            "With kubeward, against the cluster: every holder of pod write: kubeward rbac pod-writers --live".into(),
+        ];
+        a.notes.push(reason);
+        a.context.previous_state = Some(c.prev_state);
+        Some(a)
     }
 
     fn bound_alert(
@@ -1439,6 +1524,9 @@ impl Model {
                 _ => (RoleKind::ClusterRole, String::new()),
             };
             a.context.bound_subjects = Some(self.bound_subjects(kind, &ns, &r));
+        } else {
+            // No role known: nobody is known to hold it.
+            a.context.bound_subjects = Some(Vec::new());
         }
         a.context.role_admins = Some(self.inv.role_admins());
         let mut recent = Vec::new();
@@ -1578,4 +1666,9 @@ struct Ctx<'a> {
 }
 
 /// The rule ids that only stateful detection raises.
-pub const STATEFUL_RULES: &[&str] = &[AGGREGATED_RULE_ID, BOUND_RULE_ID, UNVERIFIED_RULE_ID];
+pub const STATEFUL_RULES: &[&str] = &[
+    AGGREGATED_RULE_ID,
+    BOUND_RULE_ID,
+    UNVERIFIED_RULE_ID,
+    BINDING_UNVERIFIED_RULE_ID,
+];

@@ -209,6 +209,7 @@ object when only the patch is logged) and delete. Then:
                                     that makes the aggregating role gain pod write
   pod-write-role-bound              a binding gives a pod-write role to subjects who lacked it
   clusterrole-changed-unverified    a ClusterRole changed and the log does not show how
+  binding-changed-unverified        a binding of a pod-write role changed, subjects not logged
 and every alert lists the role's bound subjects, who can change ClusterRoles, and the actor's
 other RBAC changes in the hour before. With --state, alerts and input positions persist:
 rerunning over the same or overlapping logs never prints an alert twice (`kubeward alerts`

@@ -2197,7 +2197,14 @@ fn metadata_level_binding_changes_do_not_damage_the_state() {
         metadata("create", "clusterrolebindings", "meta-crb", None),
         metadata("update", "rolebindings", "meta-rb", Some("dev")),
     ];
-    assert_eq!(fps(&alerts_of(detect_state_stdin(db, &run1, &[]))), NONE);
+    // The roles they bind are not known: each is worth a look, and says so.
+    assert_eq!(
+        fps(&alerts_of(detect_state_stdin(db, &run1, &[]))),
+        [
+            "binding-changed-unverified - crb=meta-crb info prev=absent",
+            "binding-changed-unverified - rb=dev/meta-rb info prev=unknown",
+        ]
+    );
     let run2 = [create(cr("after-meta", json!([pods_create()])))];
     let r = detect_state_stdin(db, &run2, &[]);
     assert_eq!(
@@ -2438,4 +2445,32 @@ fn an_over_long_line_does_not_corrupt_the_saved_position() {
         ["clusterrole-pod-write appended high prev=absent new=create-pods"]
     );
     assert_eq!(a[0]["source"]["line"], 4);
+}
+
+#[test]
+fn metadata_level_binding_changes_alert_only_when_the_role_may_write_pods() {
+    let evs = [
+        create(crb("to-edit", "edit", json!([user("ed")]))),
+        create(crb("to-view", "view", json!([user("vi")]))),
+        metadata("update", "clusterrolebindings", "to-edit", None),
+        // view grants no pod write: whoever it now names gains none.
+        metadata("update", "clusterrolebindings", "to-view", None),
+        metadata("delete", "clusterrolebindings", "to-edit", None),
+    ];
+    let a = stateful(&evs, &[]);
+    assert_eq!(
+        fps(&a),
+        [
+            "pod-write-role-bound edit crb=to-edit high prev=absent to=User:ed:create-pods,modify-pods,delete-pods,delete-all-pods,exec,attach,port-forward,evict,proxy",
+            "binding-changed-unverified edit crb=to-edit info prev=known",
+        ]
+    );
+    assert!(
+        a[1]["why"][0]
+            .as_str()
+            .unwrap()
+            .contains("ClusterRole edit, which grants pod write"),
+        "{:#}",
+        a[1]
+    );
 }
