@@ -1332,10 +1332,13 @@ impl Model {
         for s in fresh {
             // What the subject already holds through its other bindings, where this one grants.
             let mut existing = Vec::new();
-            let others: Vec<(RoleKind, String, String)> = self
-                .inv
-                .bindings_of(&s)
-                .into_iter()
+            // Bindings of the subject itself, and of the groups it is always in.
+            let holders: Vec<Subject> = std::iter::once(s.clone())
+                .chain(rbac::model::implicit_groups(&s))
+                .collect();
+            let others: Vec<(RoleKind, String, String)> = holders
+                .iter()
+                .flat_map(|h| self.inv.bindings_of(h))
                 .filter(|b| {
                     !(b.kind == after.kind
                         && b.namespace == after.namespace

@@ -344,6 +344,33 @@ pub fn normalize(s: &Subject) -> Subject {
     s.clone()
 }
 
+/// The groups every request of this subject is in, whatever its credentials say: what a
+/// binding to one of them gives, the subject already has. Empty for groups (their members are
+/// not known).
+pub fn implicit_groups(s: &Subject) -> Vec<Subject> {
+    let group = |name: String| Subject {
+        kind: "Group".into(),
+        name,
+        namespace: None,
+    };
+    let s = normalize(s);
+    match s.kind.as_str() {
+        "ServiceAccount" => {
+            let mut out = vec![
+                group("system:authenticated".into()),
+                group("system:serviceaccounts".into()),
+            ];
+            if let Some(ns) = s.namespace.as_deref().filter(|n| !n.is_empty()) {
+                out.push(group(format!("system:serviceaccounts:{ns}")));
+            }
+            out
+        }
+        "User" if s.name == "system:anonymous" => vec![group("system:unauthenticated".into())],
+        "User" => vec![group("system:authenticated".into())],
+        _ => Vec::new(),
+    }
+}
+
 /// An identity, for "what can this identity do".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -1217,8 +1217,9 @@ fn split_input_and_reruns_give_the_same_alerts_once() {
             "pod-write-role-bound cluster-admin crb=mx-everyone critical prev=absent to=Group:system:authenticated:create-pods,modify-pods,delete-pods,delete-all-pods,exec,attach,port-forward,debug-containers,modify-status,evict,bind-to-nodes,proxy,resize",
             "clusterrole-pod-write mx-a high prev=absent new=create-pods",
             "clusterrole-pod-write mx-c high prev=unknown new=exec",
-            "pod-write-role-bound mx-d crb=mx-d2 high prev=absent to=User:u5:create-pods",
-            "pod-write-role-bound mx-r rb=dev/mx-rb high prev=known to=ServiceAccount:dev/builder:create-pods",
+            // mx-d2 (to User u5) and the subject added to mx-rb (ServiceAccount dev/builder)
+            // come after mx-everyone gave cluster-admin to system:authenticated: both already
+            // hold all pod write, so neither is news.
             "clusterrole-pod-write mx-view-exec high prev=known new=attach",
             "clusterrole-pod-write-aggregated mx-view-exec high prev=known into=view:attach",
             "clusterrole-pod-write mx-ooo high prev=absent new=create-pods",
@@ -1266,7 +1267,8 @@ fn split_input_and_reruns_give_the_same_alerts_once() {
     let more = [
         create(cr("mx-new", json!([pods_create()]))),
         pod_get(),
-        create(crb("mx-new-b", "mx-new", json!([user("n")]))),
+        // A group: every user already holds pod write through system:authenticated by now.
+        create(crb("mx-new-b", "mx-new", json!([group("newcomers")]))),
         // Already read from part2: no second alert.
         second[0].clone(),
     ];
@@ -1283,7 +1285,7 @@ fn split_input_and_reruns_give_the_same_alerts_once() {
         fps(&c),
         [
             "clusterrole-pod-write mx-new high prev=absent new=create-pods",
-            "pod-write-role-bound mx-new crb=mx-new-b high prev=absent to=User:n:create-pods",
+            "pod-write-role-bound mx-new crb=mx-new-b high prev=absent to=Group:newcomers:create-pods",
         ]
     );
     assert_eq!(
@@ -2472,5 +2474,44 @@ fn metadata_level_binding_changes_alert_only_when_the_role_may_write_pods() {
             .contains("ClusterRole edit, which grants pod write"),
         "{:#}",
         a[1]
+    );
+}
+
+#[test]
+fn subjects_already_holding_pod_write_through_their_implicit_groups_are_not_news() {
+    let evs = [
+        create(cr("pods-all", json!([pods_create()]))),
+        create(crb(
+            "all-sas",
+            "pods-all",
+            json!([group("system:serviceaccounts")]),
+        )),
+        // Every service account already has it; a user does not.
+        create(crb(
+            "more",
+            "pods-all",
+            json!([
+                sa("ci", "builder"),
+                user("system:serviceaccount:dev:runner"),
+                user("carol")
+            ]),
+        )),
+        create(crb(
+            "everyone",
+            "pods-all",
+            json!([group("system:authenticated")]),
+        )),
+        // Now carol (any authenticated user) has it too.
+        create(crb("carol-again", "pods-all", json!([user("dave")]))),
+    ];
+    let a = stateful(&evs, &[]);
+    assert_eq!(
+        fps(&a),
+        [
+            "clusterrole-pod-write pods-all high prev=absent new=create-pods",
+            "pod-write-role-bound pods-all crb=all-sas critical prev=absent to=Group:system:serviceaccounts:create-pods",
+            "pod-write-role-bound pods-all crb=more high prev=absent to=User:carol:create-pods",
+            "pod-write-role-bound pods-all crb=everyone critical prev=absent to=Group:system:authenticated:create-pods",
+        ]
     );
 }
