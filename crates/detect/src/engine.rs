@@ -19,16 +19,23 @@ pub const NEEDLE: &[u8] = b"clusterroles";
 /// event always passes; a body can only add matches, never remove the real one. Most lines that
 /// mention cluster roles are reads, and skipping their full parse matters on large logs.
 pub fn may_be_write(line: &[u8]) -> bool {
+    verb_is_one_of(line, &["create", "update", "patch"])
+}
+
+/// Whether some `"verb"` key in the line is followed by one of `verbs` (as a whole string).
+fn verb_is_one_of(line: &[u8], verbs: &[&str]) -> bool {
     memchr::memmem::find_iter(line, b"\"verb\"").any(|at| {
-        let rest = &line[at + 6..];
-        let rest = skip_ws(rest);
+        let rest = skip_ws(&line[at + 6..]);
         let Some(rest) = rest.strip_prefix(b":") else {
             return false;
         };
-        let rest = skip_ws(rest);
-        rest.starts_with(b"\"create\"")
-            || rest.starts_with(b"\"update\"")
-            || rest.starts_with(b"\"patch\"")
+        let Some(rest) = skip_ws(rest).strip_prefix(b"\"") else {
+            return false;
+        };
+        verbs.iter().any(|v| {
+            rest.strip_prefix(v.as_bytes())
+                .is_some_and(|r| r.starts_with(b"\""))
+        })
     })
 }
 
@@ -40,19 +47,7 @@ pub const STATE_NEEDLE: &[u8] = b"role";
 /// objects (create, update, patch, delete, deletecollection). Same reasoning as
 /// [`may_be_write`].
 pub fn may_be_change(line: &[u8]) -> bool {
-    memchr::memmem::find_iter(line, b"\"verb\"").any(|at| {
-        let rest = skip_ws(&line[at + 6..]);
-        let Some(rest) = rest.strip_prefix(b":") else {
-            return false;
-        };
-        let rest = skip_ws(rest);
-        CHANGE_VERBS.iter().any(|v| {
-            rest.len() > v.len() + 1
-                && rest[0] == b'"'
-                && &rest[1..=v.len()] == v.as_bytes()
-                && rest[v.len() + 1] == b'"'
-        })
-    })
+    verb_is_one_of(line, CHANGE_VERBS)
 }
 
 fn skip_ws(b: &[u8]) -> &[u8] {

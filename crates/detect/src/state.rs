@@ -283,7 +283,7 @@ impl Tracker {
                 );
                 n += 1;
             }
-            Ok(n)
+            Ok::<_, StoreError>(n)
         })?;
         model.stats.seeded += n;
         Ok(n)
@@ -334,30 +334,15 @@ impl Tracker {
         }
         let model = &mut self.model;
         let mut out = Vec::new();
-        let mut failed: Option<StateError> = None;
-        let res = self.store.transaction(|tx| {
+        self.store.transaction(|tx| {
             for (ch, at) in changes {
-                if let Err(e) = model.apply(tx, ch, at, &mut out) {
-                    return match e {
-                        StateError::Store(s) => Err(s),
-                        other => {
-                            failed = Some(other);
-                            Err(StoreError::Json(serde_json::Error::io(
-                                std::io::Error::other("aborted"),
-                            )))
-                        }
-                    };
-                }
+                model.apply(tx, ch, at, &mut out)?;
             }
             if let Some((source, p)) = position {
                 tx.set_position(source, p)?;
             }
-            Ok(())
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        res?;
+            Ok::<_, StateError>(())
+        })?;
         Ok(out)
     }
 }
@@ -370,20 +355,14 @@ enum Item<'s> {
 
 /// Every role and binding of a snapshot, with its Kubernetes JSON.
 fn snapshot_objects(snap: &Snapshot) -> Vec<(ObjKind, Value, Item<'_>)> {
-    let roles = snap.roles.iter().map(|r| {
-        let kind = match r.kind {
-            RoleKind::ClusterRole => ObjKind::ClusterRole,
-            RoleKind::Role => ObjKind::Role,
-        };
-        (kind, role_json(r), Item::Role(r))
-    });
-    let bindings = snap.bindings.iter().map(|b| {
-        let kind = match b.kind {
-            BindingKind::ClusterRoleBinding => ObjKind::ClusterRoleBinding,
-            BindingKind::RoleBinding => ObjKind::RoleBinding,
-        };
-        (kind, binding_json(b), Item::Binding(b))
-    });
+    let roles = snap
+        .roles
+        .iter()
+        .map(|r| (r.kind.into(), role_json(r), Item::Role(r)));
+    let bindings = snap
+        .bindings
+        .iter()
+        .map(|b| (b.kind.into(), binding_json(b), Item::Binding(b)));
     roles.chain(bindings).collect()
 }
 
@@ -484,22 +463,6 @@ fn logged_rules(text: &str, parsed: &[PolicyRule]) -> Vec<(String, PolicyRule)> 
     }
 }
 
-fn role_kind(k: ObjKind) -> Option<RoleKind> {
-    match k {
-        ObjKind::ClusterRole => Some(RoleKind::ClusterRole),
-        ObjKind::Role => Some(RoleKind::Role),
-        _ => None,
-    }
-}
-
-fn binding_kind(k: ObjKind) -> Option<BindingKind> {
-    match k {
-        ObjKind::ClusterRoleBinding => Some(BindingKind::ClusterRoleBinding),
-        ObjKind::RoleBinding => Some(BindingKind::RoleBinding),
-        _ => None,
-    }
-}
-
 fn is_broad(s: &Subject) -> bool {
     s.kind == "Group" && BROAD_GROUPS.contains(&s.name.as_str())
 }
@@ -534,7 +497,7 @@ impl Model {
     fn put(&mut self, kind: ObjKind, text: &str) -> Result<(), String> {
         let p = parse_object(text)?;
         self.facts.clear();
-        match (role_kind(kind), p.role, p.binding) {
+        match (kind.role_kind(), p.role, p.binding) {
             (Some(_), Some(r), _) => {
                 self.inv.put_role(r);
             }
@@ -567,10 +530,10 @@ impl Model {
 
     /// The object as the model holds it, as Kubernetes JSON.
     fn object_json(&self, key: &Key) -> Option<Value> {
-        if let Some(k) = role_kind(key.0) {
+        if let Some(k) = key.0.role_kind() {
             return self.inv.role(k, &key.1, &key.2).map(role_json);
         }
-        let k = binding_kind(key.0)?;
+        let k = key.0.binding_kind()?;
         self.inv.binding(k, &key.1, &key.2).map(binding_json)
     }
 
@@ -920,7 +883,7 @@ impl Model {
     }
 
     fn role_change(&mut self, c: &Ctx<'_>, outcome: &Outcome) -> Vec<Alert> {
-        let Some(rk) = role_kind(c.ch.kind) else {
+        let Some(rk) = c.ch.kind.role_kind() else {
             return Vec::new();
         };
         let (ns, name) = (c.key.1.as_str(), c.key.2.as_str());
@@ -932,13 +895,12 @@ impl Model {
             Outcome::Known(_, p) => p.role.clone(),
             _ => None,
         };
-        let current = self.inv.role(rk, ns, name).cloned();
         let agg_relevant = rk == RoleKind::ClusterRole
             && !c.stale
             && !matches!(outcome, Outcome::Unknown(_))
             && self
                 .inv
-                .affects_aggregation(current.as_ref(), after.as_ref());
+                .affects_aggregation(self.inv.role(rk, ns, name), after.as_ref());
         let agg_before = agg_relevant.then(|| self.inv.aggregated().clone());
         if !c.stale {
             match outcome {
@@ -1174,7 +1136,7 @@ impl Model {
     }
 
     fn binding_change(&mut self, c: &Ctx<'_>, outcome: &Outcome) -> Vec<Alert> {
-        let Some(bk) = binding_kind(c.ch.kind) else {
+        let Some(bk) = c.ch.kind.binding_kind() else {
             return Vec::new();
         };
         let (ns, name) = (c.key.1.as_str(), c.key.2.as_str());
@@ -1244,10 +1206,7 @@ impl Model {
         a.title = BINDING_UNVERIFIED_TITLE;
         a.severity = Severity::Info;
         a.rules_source = RulesSource::NotLogged;
-        a.binding_kind = Some(match bk {
-            BindingKind::ClusterRoleBinding => "ClusterRoleBinding",
-            BindingKind::RoleBinding => "RoleBinding",
-        });
+        a.binding_kind = Some(ObjKind::from(bk).as_str());
         a.binding = Some(name.to_string());
         a.namespace = (!ns.is_empty()).then(|| ns.to_string());
         if let Some(rr) = &role_ref {
@@ -1352,12 +1311,8 @@ impl Model {
                 // A binding changed or deleted without the log showing how (metadata level,
                 // deletecollection) may no longer hold the subject: it proves nothing.
                 .filter(|b| {
-                    let kind = match b.kind {
-                        BindingKind::ClusterRoleBinding => ObjKind::ClusterRoleBinding,
-                        BindingKind::RoleBinding => ObjKind::RoleBinding,
-                    };
                     let key = (
-                        kind,
+                        ObjKind::from(b.kind),
                         b.namespace.clone().unwrap_or_default(),
                         b.name.clone(),
                     );
@@ -1407,14 +1362,8 @@ impl Model {
         a.title = BOUND_TITLE;
         a.severity = severity_of(admin_equivalent || !broad.is_empty(), &flat);
         a.role = Some(role_name.clone());
-        a.role_kind = Some(match role_kind_ {
-            RoleKind::ClusterRole => "ClusterRole",
-            RoleKind::Role => "Role",
-        });
-        a.binding_kind = Some(match after.kind {
-            BindingKind::ClusterRoleBinding => "ClusterRoleBinding",
-            BindingKind::RoleBinding => "RoleBinding",
-        });
+        a.role_kind = Some(ObjKind::from(role_kind_).as_str());
+        a.binding_kind = Some(ObjKind::from(after.kind).as_str());
         a.binding = Some(after.name.clone());
         a.namespace = after.namespace.clone();
         a.rules_source = match outcome {
@@ -1489,14 +1438,7 @@ impl Model {
         a.context.previous_state = Some(c.prev_state);
         if self
             .meta
-            .get(&(
-                match role_kind_ {
-                    RoleKind::ClusterRole => ObjKind::ClusterRole,
-                    RoleKind::Role => ObjKind::Role,
-                },
-                rns.clone(),
-                role_name.clone(),
-            ))
+            .get(&(ObjKind::from(role_kind_), rns.clone(), role_name.clone()))
             .is_some_and(|m| m.assumed)
         {
             a.notes.push(format!(
@@ -1667,11 +1609,3 @@ struct Ctx<'a> {
     stale: bool,
     assumed: bool,
 }
-
-/// The rule ids that only stateful detection raises.
-pub const STATEFUL_RULES: &[&str] = &[
-    AGGREGATED_RULE_ID,
-    BOUND_RULE_ID,
-    UNVERIFIED_RULE_ID,
-    BINDING_UNVERIFIED_RULE_ID,
-];

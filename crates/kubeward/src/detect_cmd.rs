@@ -1,11 +1,11 @@
 //! `kubeward detect`.
 
 use crate::cli::{Color, DetectArgs, Format};
-use crate::print::Printer;
+use crate::print::{show, Printer};
 use crate::state_sink::{Batch, StateSink};
 use anyhow::{Context, Result};
 use audit::{expand, open, open_at, run_ordered, Framing, InputSpec, ReadOptions};
-use detect::alert::{Alert, Location};
+use detect::alert::Location;
 use detect::change::Change;
 use detect::clusterrole_pod_write::RuleOptions;
 use detect::{Collector, Config, Engine, EngineOptions, Output, Suppressions, Tracker};
@@ -203,7 +203,7 @@ pub fn run(args: DetectArgs) -> Result<u8> {
                     collector.absorb(rep, &mut |o| match o {
                         Output::Alert(a) => {
                             if let Some(p) = printer.as_mut() {
-                                show(&a, p, &mut out_err, args.show_suppressed);
+                                show(p, &a, None, args.show_suppressed, &mut out_err);
                             }
                         }
                         Output::Change(c, at) => changes.push((*c, at)),
@@ -379,21 +379,4 @@ fn open_tracker(
         tracker.assume_bootstrap();
     }
     Ok(tracker)
-}
-
-/// Prints an alert unless it is suppressed and those are hidden; the first write error is kept.
-fn show<W: Write>(
-    a: &Alert,
-    printer: &mut Printer<W>,
-    out_err: &mut Option<io::Error>,
-    show_suppressed: bool,
-) {
-    if a.suppressed_by.is_some() && !show_suppressed {
-        return;
-    }
-    if out_err.is_none() {
-        if let Err(e) = printer.alert(a) {
-            *out_err = Some(e);
-        }
-    }
 }

@@ -31,6 +31,26 @@ pub fn escape_controls(s: &str) -> String {
 
 use escape_controls as c;
 
+/// Prints an alert unless it is suppressed and those are hidden (`json`: see
+/// [`Printer::alert_with_json`]). The first write error is kept in `out_err`, and nothing more
+/// is written after it.
+pub fn show<W: Write>(
+    printer: &mut Printer<W>,
+    a: &Alert,
+    json: Option<&str>,
+    show_suppressed: bool,
+    out_err: &mut Option<io::Error>,
+) {
+    if a.suppressed_by.is_some() && !show_suppressed {
+        return;
+    }
+    if out_err.is_none() {
+        if let Err(e) = printer.alert_with_json(a, json) {
+            *out_err = Some(e);
+        }
+    }
+}
+
 struct Style {
     on: bool,
 }
@@ -72,15 +92,16 @@ impl<W: Write> Printer<W> {
         }
     }
 
-    /// Prints an alert whose JSON text is already made (stateful alerts are stored as JSON).
-    pub fn alert_with_json(&mut self, a: &Alert, json: &str) -> io::Result<()> {
-        match self.format {
-            Format::Json => {
+    /// Prints an alert; `json` is its JSON text when already made (stateful alerts are
+    /// stored as JSON), reused rather than serialized again.
+    pub fn alert_with_json(&mut self, a: &Alert, json: Option<&str>) -> io::Result<()> {
+        match (self.format, json) {
+            (Format::Json, Some(json)) => {
                 self.count += 1;
                 self.out.write_all(json.as_bytes())?;
                 self.out.write_all(b"\n")
             }
-            Format::Text => self.alert(a),
+            _ => self.alert(a),
         }
     }
 

@@ -2,7 +2,7 @@
 //! in-order collector keep going while RBAC changes are applied and stored, so a run with
 //! `--state` costs little more than one without.
 
-use crate::print::Printer;
+use crate::print::{show, Printer};
 use anyhow::Result;
 use detect::alert::Location;
 use detect::change::Change;
@@ -128,17 +128,16 @@ fn run<W: Write>(
                 for r in reported {
                     if r.alert.suppressed_by.is_some() {
                         suppressed += 1;
-                        if !show_suppressed {
-                            continue;
-                        }
                     } else {
                         done_alerts += 1;
                     }
-                    if out_err.is_none() {
-                        if let Err(e) = printer.alert_with_json(&r.alert, &r.json) {
-                            out_err = Some(e);
-                        }
-                    }
+                    show(
+                        &mut printer,
+                        &r.alert,
+                        Some(&r.json),
+                        show_suppressed,
+                        &mut out_err,
+                    );
                 }
                 // Stored alerts reach the reader now, not when a buffer fills: a run killed
                 // later has printed everything it stored before.

@@ -391,11 +391,12 @@ impl Store {
 
     /// Runs `f` in one write transaction: commits when it returns `Ok`, rolls back when it
     /// returns `Err` or panics. The write lock is taken at the start (waiting at most the
-    /// busy timeout, then [`StoreError::Locked`]).
-    pub fn transaction<T>(
+    /// busy timeout, then [`StoreError::Locked`]). `f` may fail with its own error type, as
+    /// long as store errors convert into it.
+    pub fn transaction<T, E: From<StoreError>>(
         &mut self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let path = self.path.as_path();
         let err = |e| classify(e, path);
         let tx = self

@@ -325,7 +325,7 @@ fn transaction_commits_on_ok() {
     let path = state_path(&dir);
     let mut s = Store::open(&path).unwrap();
     let n = s
-        .transaction(|tx| {
+        .transaction(|tx| -> Result<_, StoreError> {
             for i in 0..100 {
                 tx.put_object(&object("Role", "ns", &format!("r{i}"), "{}"))?;
             }
@@ -347,7 +347,7 @@ fn transaction_returning_err_rolls_back() {
     let mut s = Store::open(&path).unwrap();
     s.put_object(&object("Role", "ns", "kept", "{}")).unwrap();
     let e = s
-        .transaction(|tx| {
+        .transaction(|tx| -> Result<_, StoreError> {
             tx.put_object(&object("Role", "ns", "new", "{}"))?;
             assert!(tx.delete_object("Role", "ns", "kept")?);
             tx.insert_alert("rule", "a", None, "{}")?;
@@ -617,7 +617,7 @@ fn transaction_returning_err_leaves_no_change_rows() {
     let path = state_path(&dir);
     let mut s = Store::open(&path).unwrap();
     let e = s
-        .transaction(|tx| {
+        .transaction(|tx| -> Result<_, StoreError> {
             assert!(tx.record_change(&change("c1", "r", Some("alice"), "t1"))?);
             assert!(tx.has_change("c1")?);
             tx.put_object(&object("Role", "ns", "bad", "not json"))?;

@@ -1455,7 +1455,7 @@ fn locked_state_fails_fast_saying_so() {
     let path = db.clone();
     let holder = std::thread::spawn(move || {
         let mut s = store::Store::open(&path).expect("open state");
-        s.transaction(|tx| {
+        s.transaction(|tx| -> Result<(), store::StoreError> {
             tx.set_position(
                 "holder",
                 &store::Position {
