@@ -70,6 +70,20 @@ pub enum ChunkKind {
 }
 
 impl Chunk {
+    /// A chunk of whole lines held in `buf` (the last one may lack its newline), for inputs
+    /// that arrive already framed, such as the items of a webhook batch written one per line.
+    pub fn from_lines(seq: u64, buf: Vec<u8>) -> Chunk {
+        let len = buf.len();
+        Chunk {
+            seq,
+            buf,
+            len,
+            map: None,
+            kind: ChunkKind::Lines,
+            pool: None,
+        }
+    }
+
     /// The chunk's bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.map {

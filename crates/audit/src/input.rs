@@ -258,6 +258,16 @@ pub fn fingerprint(path: &Path, upto: u64) -> io::Result<String> {
     Ok(format!("{n}:{:016x}", fnv1a64(&buf)))
 }
 
+/// [`fingerprint`] of what `r` yields (at most `upto` bytes, and 4 KiB), for content that is
+/// not a plain file: a gzip backup's decompressed stream is fingerprinted this way to find
+/// which rotated file a saved position belongs to.
+pub fn fingerprint_reader(r: &mut dyn Read, upto: u64) -> io::Result<String> {
+    let mut buf = vec![0u8; upto.min(FINGERPRINT_MAX) as usize];
+    let n = read_some(r, &mut buf)?;
+    buf.truncate(n);
+    Ok(format!("{n}:{:016x}", fnv1a64(&buf)))
+}
+
 /// Whether the file at `path` still starts with the bytes `stored` (a [`fingerprint`])
 /// was computed from. `false` when the file is now shorter than those bytes, when they
 /// differ, or when `stored` is not a fingerprint; an error only when the file cannot be read.

@@ -320,6 +320,11 @@ impl Tracker {
         self.model.stats
     }
 
+    /// Replaces the suppressions applied to the alerts of later changes (a reloaded config).
+    pub fn set_suppressions(&mut self, suppressions: Suppressions) {
+        self.model.suppressions = suppressions;
+    }
+
     /// Applies changes in order, in one transaction together with the input position reached
     /// (so a crash loses nothing committed and repeats nothing). Returns the alerts to report,
     /// suppressed ones included (`suppressed_by` set); alerts an earlier run already stored are

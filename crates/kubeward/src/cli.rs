@@ -22,7 +22,34 @@ pub enum Command {
     /// List the alerts stored in a state file (kubeward detect --state), oldest first.
     #[command(long_about = crate::alerts_cmd::ABOUT, after_help = crate::alerts_cmd::AFTER)]
     Alerts(AlertsArgs),
+    /// Detect in real time: receive the API server's audit webhook, follow audit log files,
+    /// deliver alerts (file, stdout, HTTP, Slack, Falco).
+    #[command(long_about = SERVE_ABOUT, after_help = SERVE_AFTER)]
+    Serve(Box<serve::ServeArgs>),
 }
+
+const SERVE_ABOUT: &str = "\
+Detect in real time, with the same detections as `kubeward detect` (stateful with --state).
+
+Events come from the API server's webhook backend (POST of EventList batches to
+--webhook-path, gzip allowed; point the API server at it with --audit-webhook-config-file, see
+examples/audit-webhook.kubeconfig) and from audit log files written by the log backend
+(--follow, rotation and truncation survived). A batch is acknowledged once it is queued (with
+--state: once it is on disk); when the queue is full the answer is 429 and the API server
+retries. Alerts go to every sink given: --alerts-file, --stdout, --http-sink, --slack-webhook,
+--falco-sink.
+
+Operations: GET /healthz, /readyz, /metrics (Prometheus). SIGTERM or SIGINT: stop receiving,
+process everything accepted, flush the sinks, exit. SIGHUP: reload the suppressions of
+--config. Logs go to standard error (--log-format json for JSON lines).";
+
+const SERVE_AFTER: &str = "\
+Examples:
+  kubeward serve --listen 127.0.0.1:8765 --alerts-file alerts.jsonl
+  kubeward serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key \\
+      --client-ca apiserver-ca.crt --state kubeward.db --alerts-file alerts.jsonl
+  kubeward serve --follow '/var/log/kubernetes/audit/*.log' --state kubeward.db --stdout
+  kubeward serve --config examples/serve.yaml";
 
 #[derive(Args, Debug)]
 pub struct AlertsArgs {

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         cli::Command::Detect(args) => detect_cmd::run(args),
         cli::Command::Rbac(args) => rbac_cmd::run(args),
         cli::Command::Alerts(args) => alerts_cmd::run(args),
+        cli::Command::Serve(args) => serve::run(*args).map(|()| 0).map_err(anyhow::Error::new),
     };
     match result {
         Ok(code) => ExitCode::from(code),
