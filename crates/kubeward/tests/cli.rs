@@ -17,6 +17,8 @@ mod live;
 mod output;
 #[path = "cli/rbac.rs"]
 mod rbac;
+#[path = "cli/serve.rs"]
+mod serve;
 #[path = "cli/state.rs"]
 mod state;
 #[path = "cli/suppressions.rs"]

@@ -90,20 +90,46 @@ fn push_line(out: &mut Vec<u8>, v: &[u8]) {
     out.push(b'\n');
 }
 
+/// A webhook body cut into events.
+#[derive(Debug, Default)]
+pub struct Framed {
+    /// The events, one per line.
+    pub lines: Vec<u8>,
+    /// How many.
+    pub events: u64,
+    /// Items that are not JSON objects (so not Events), by index: counted as malformed and
+    /// left out (the byte prefilter would otherwise pass over them unseen).
+    pub not_objects: Vec<usize>,
+}
+
+impl Framed {
+    fn items(items: &[&RawValue], cap: usize) -> Framed {
+        let mut f = Framed {
+            lines: Vec::with_capacity(cap + items.len()),
+            ..Framed::default()
+        };
+        for (i, it) in items.iter().enumerate() {
+            if it.get().starts_with('{') {
+                push_line(&mut f.lines, it.get().as_bytes());
+                f.events += 1;
+            } else {
+                f.not_objects.push(i);
+            }
+        }
+        f
+    }
+}
+
 /// Turns a webhook body into events, one per line, and counts them. `Err` is the reason for a
 /// 400: not JSON, or not an audit Event, EventList or array of Events.
-pub fn frame_body(body: &[u8]) -> Result<(Vec<u8>, u64), String> {
+pub fn frame_body(body: &[u8]) -> Result<Framed, String> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         None => Err("empty body: expected an audit.k8s.io EventList or Event".into()),
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_slice(body)
                 .map_err(|e| format!("body is not a JSON array of Events: {e}"))?;
-            let mut out = Vec::with_capacity(body.len() + items.len());
-            for it in &items {
-                push_line(&mut out, it.get().as_bytes());
-            }
-            Ok((out, items.len() as u64))
+            Ok(Framed::items(&items, body.len()))
         }
         Some(b'{') => {
             let env: Envelope =
@@ -118,16 +144,16 @@ pub fn frame_body(body: &[u8]) -> Result<(Vec<u8>, u64), String> {
             match env.kind.as_deref() {
                 Some("EventList") => {
                     let items = env.items.unwrap_or_default();
-                    let mut out = Vec::with_capacity(body.len() + items.len());
-                    for it in &items {
-                        push_line(&mut out, it.get().as_bytes());
-                    }
-                    Ok((out, items.len() as u64))
+                    Ok(Framed::items(&items, body.len()))
                 }
                 Some("Event") => {
-                    let mut out = Vec::with_capacity(body.len() + 1);
-                    push_line(&mut out, body);
-                    Ok((out, 1))
+                    let mut f = Framed {
+                        lines: Vec::with_capacity(body.len() + 1),
+                        events: 1,
+                        not_objects: Vec::new(),
+                    };
+                    push_line(&mut f.lines, body);
+                    Ok(f)
                 }
                 Some(k) => Err(format!(
                     "kind is {k:?}: expected EventList or Event (audit.k8s.io)"
@@ -224,7 +250,7 @@ pub async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         .map(|s| s.trim().to_ascii_lowercase());
     let app2 = app.clone();
     // Decompression and JSON checks are CPU work: off the I/O threads.
-    let framed = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, u64), Box<Response>> {
+    let framed = tokio::task::spawn_blocking(move || -> Result<Framed, Box<Response>> {
         let app = app2;
         let plain: Cow<[u8]> = match encoding.as_deref() {
             None | Some("identity") | Some("") => Cow::Borrowed(&raw[..]),
@@ -260,7 +286,11 @@ pub async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         })
     })
     .await;
-    let (lines, events) = match framed {
+    let Framed {
+        lines,
+        events,
+        not_objects,
+    } = match framed {
         Ok(Ok(x)) => x,
         Ok(Err(resp)) => return *resp,
         Err(e) => {
@@ -272,6 +302,14 @@ pub async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
             )
         }
     };
+    if !not_objects.is_empty() {
+        app.metrics
+            .events_malformed
+            .fetch_add(not_objects.len() as u64, Ordering::Relaxed);
+        tracing::warn!(
+            "webhook batch: items {not_objects:?} are not JSON objects (not audit Events); skipped"
+        );
+    }
     if events == 0 {
         app.metrics
             .requests_accepted
@@ -337,9 +375,10 @@ pub async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         app.metrics.refused("shutting_down", events);
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    // Received: every item of an accepted batch, the malformed ones included.
     app.metrics
         .events_received
-        .fetch_add(events, Ordering::Relaxed);
+        .fetch_add(events + not_objects.len() as u64, Ordering::Relaxed);
     app.metrics
         .requests_accepted
         .fetch_add(1, Ordering::Relaxed);
@@ -361,22 +400,24 @@ mod tests {
 
     #[test]
     fn frames_lists_events_and_arrays() {
-        let (l, n) = frame_body(
+        let f = frame_body(
             br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"a":1},
             {"b":
-            "x\ny"}]}"#,
+            "x\ny"}, 42]}"#,
         )
         .unwrap();
-        assert_eq!(n, 2);
-        assert_eq!(l, b"{\"a\":1}\n{\"b\":             \"x\\ny\"}\n".to_vec());
-        let (_, n) =
-            frame_body(br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"x"}"#)
-                .unwrap();
-        assert_eq!(n, 1);
-        let (_, n) = frame_body(br#"[{"kind":"Event"},{"kind":"Event"}]"#).unwrap();
-        assert_eq!(n, 2);
-        let (_, n) = frame_body(br#"{"kind":"EventList","items":null}"#).unwrap();
-        assert_eq!(n, 0);
+        assert_eq!((f.events, f.not_objects), (2, vec![2]));
+        assert_eq!(
+            f.lines,
+            b"{\"a\":1}\n{\"b\":             \"x\\ny\"}\n".to_vec()
+        );
+        let f = frame_body(br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"x"}"#)
+            .unwrap();
+        assert_eq!(f.events, 1);
+        let f = frame_body(br#"[{"kind":"Event"},{"kind":"Event"}]"#).unwrap();
+        assert_eq!(f.events, 2);
+        let f = frame_body(br#"{"kind":"EventList","items":null}"#).unwrap();
+        assert_eq!(f.events, 0);
     }
 
     #[test]
