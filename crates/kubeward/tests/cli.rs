@@ -19,6 +19,8 @@ mod output;
 mod rbac;
 #[path = "cli/serve.rs"]
 mod serve;
+#[path = "cli/serve_tls.rs"]
+mod serve_tls;
 #[path = "cli/state.rs"]
 mod state;
 #[path = "cli/suppressions.rs"]

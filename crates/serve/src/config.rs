@@ -573,6 +573,23 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let p = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/serve.yaml"
+        ));
+        let s = Settings::resolve(ServeArgs {
+            config: Some(p.to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.max_body, DEFAULT_MAX_BODY);
+        assert_eq!(s.webhook_path, DEFAULT_WEBHOOK_PATH);
+        assert_eq!(s.suppress.suppressions.len(), 1);
+    }
+
+    #[test]
     fn flags_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k.yaml");

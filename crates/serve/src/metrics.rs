@@ -131,7 +131,7 @@ impl Metrics {
         counter(
             &mut o,
             "kubeward_events_parsed_total",
-            "Audit events parsed by the detection.",
+            "Audit events handled by the detection (parsed, or passed over unparsed by the prefilter).",
             self.events_parsed.load(Relaxed),
         );
         counter(

@@ -773,3 +773,37 @@ fn bearer_token_is_required_when_configured() {
     assert_eq!(s.post(&body, &[("Authorization", "Bearer s3cret")]).0, 200);
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn a_batch_acknowledged_before_a_sigkill_is_processed_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let db = dir.path().join("kw.db");
+    let args = [
+        "--alerts-file",
+        alerts.to_str().unwrap(),
+        "--state",
+        db.to_str().unwrap(),
+    ];
+    // Large enough that its processing (every item an RBAC change stored in the state) is
+    // still going on when the process is killed right after the acknowledgement.
+    let evs: Vec<Value> = (0..1500).map(|_| fresh()).collect();
+    let s = Server::start(dir.path(), &args);
+    assert_eq!(s.post(&event_list(&evs), &[]).0, 200);
+    s.kill();
+    let first_run = read_alerts(&alerts).len();
+    let s = Server::start(dir.path(), &args);
+    let got = alerts_settle(&alerts, evs.len());
+    let want: BTreeSet<String> = evs.iter().map(id_of).collect();
+    assert_eq!(got.len(), evs.len(), "each alert exactly once");
+    assert_eq!(ids(&got).into_iter().collect::<BTreeSet<_>>(), want);
+    if first_run == 0 {
+        assert!(
+            s.log_text()
+                .contains("acknowledged by an earlier run are processed first"),
+            "{}",
+            s.log_text()
+        );
+    }
+    assert_eq!(s.stop(), 0);
+}
