@@ -38,7 +38,7 @@ use detect::clusterrole_pod_write::RuleOptions;
 use detect::{Engine, EngineOptions, Suppressions, Tracker};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Why `kubeward serve` could not start or had to stop.
@@ -179,7 +179,10 @@ async fn serve(s: Settings) -> Result<(), ServeError> {
     let fatal = Arc::new(AtomicBool::new(false));
     let (recv_spool, proc_spool) = match &s.spool {
         Some(p) => (
-            Some(Arc::new(Mutex::new(Spool::open(p)?))),
+            Some(
+                spool::InboxWriter::spawn(Spool::open(p)?)
+                    .map_err(io_err("cannot start the spool writer"))?,
+            ),
             Some(Spool::open(p)?),
         ),
         None => (None, None),

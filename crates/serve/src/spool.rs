@@ -81,6 +81,24 @@ impl Spool {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Stores several batches in one transaction (one fsync for all); returns their ids.
+    pub fn push_inbox_many(&self, batches: &[(u64, &[u8])]) -> Result<Vec<i64>, SpoolError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let mut ids = Vec::with_capacity(batches.len());
+        {
+            let mut st = tx
+                .prepare_cached("INSERT INTO inbox (events, body) VALUES (?1, ?2)")
+                .map_err(|e| self.err(e))?;
+            for (events, lines) in batches {
+                st.execute(params![*events as i64, lines])
+                    .map_err(|e| self.err(e))?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(ids)
+    }
+
     /// Every batch not yet processed, oldest first.
     pub fn inbox(&self) -> Result<Vec<InboxItem>, SpoolError> {
         let mut st = self
@@ -174,11 +192,82 @@ mod tests {
             [(a, 2), (b, 1)]
         );
         s.remove_inbox(&[a]).unwrap();
+        let more = s.push_inbox_many(&[(1, b"{}\n"), (1, b"{}\n")]).unwrap();
+        assert_eq!(more.len(), 2);
+        assert!(more[0] > b && more[1] > more[0]);
+        s.remove_inbox(&more).unwrap();
         assert_eq!(s.inbox().unwrap().len(), 1);
         let (id, body) = s.next_outbox("http 0").unwrap().unwrap();
         assert_eq!(body, "x");
         s.remove_outbox(id).unwrap();
         assert_eq!(s.outbox_len("http 0").unwrap(), 1);
         assert_eq!(s.next_outbox("other").unwrap(), None);
+    }
+}
+
+/// A batch handed to the [`InboxWriter`], and where its id goes.
+type InboxJob = (
+    u64,
+    Vec<u8>,
+    tokio::sync::oneshot::Sender<(Result<i64, String>, Vec<u8>)>,
+);
+
+/// Commits webhook batches to the inbox from a thread of its own, several requests per
+/// transaction: with `synchronous=FULL` every commit is an fsync, and sharing it between the
+/// requests that arrived meanwhile is what lets a durable receiver keep up with a busy API server.
+#[derive(Clone)]
+pub struct InboxWriter {
+    tx: crossbeam_channel::Sender<InboxJob>,
+}
+
+/// Most bytes committed in one transaction.
+const GROUP_BYTES: usize = 32 << 20;
+
+impl InboxWriter {
+    /// Starts the writer thread on its own connection to the spool file.
+    pub fn spawn(spool: Spool) -> std::io::Result<InboxWriter> {
+        let (tx, rx) = crossbeam_channel::unbounded::<InboxJob>();
+        std::thread::Builder::new()
+            .name("kubeward-spool".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    let mut bytes = group[0].1.len();
+                    while bytes < GROUP_BYTES {
+                        match rx.try_recv() {
+                            Ok(j) => {
+                                bytes += j.1.len();
+                                group.push(j);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let refs: Vec<(u64, &[u8])> =
+                        group.iter().map(|(n, l, _)| (*n, l.as_slice())).collect();
+                    let r = spool.push_inbox_many(&refs).map_err(|e| e.to_string());
+                    drop(refs);
+                    for (i, (_, lines, reply)) in group.into_iter().enumerate() {
+                        let one = match &r {
+                            Ok(ids) => Ok(ids[i]),
+                            Err(e) => Err(e.clone()),
+                        };
+                        let _ = reply.send((one, lines));
+                    }
+                }
+            })?;
+        Ok(InboxWriter { tx })
+    }
+
+    /// Commits a batch; returns its id (and the lines, handed back).
+    pub async fn push(&self, events: u64, lines: Vec<u8>) -> (Result<i64, String>, Vec<u8>) {
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        if let Err(e) = self.tx.send((events, lines, reply)) {
+            let (_, lines, _) = e.into_inner();
+            return (Err("the spool writer stopped".into()), lines);
+        }
+        match wait.await {
+            Ok(r) => r,
+            Err(_) => (Err("the spool writer stopped".into()), Vec::new()),
+        }
     }
 }

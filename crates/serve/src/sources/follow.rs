@@ -108,7 +108,9 @@ impl Follower {
         for p in &self.opts.patterns {
             if is_glob(p) {
                 match glob::glob(p) {
-                    Ok(paths) => out.extend(paths.flatten().filter(|p| p.is_file())),
+                    // Compressed backups are never followed (nothing appends to them);
+                    // they are read only to catch up after a restart.
+                    Ok(paths) => out.extend(paths.flatten().filter(|p| p.is_file() && !is_gzip(p))),
                     Err(e) => tracing::error!("--follow {p:?}: {e}"),
                 }
             } else {

@@ -4,7 +4,7 @@
 
 use crate::metrics::Metrics;
 use crate::pipeline::{Origin, Queue, Work};
-use crate::spool::Spool;
+use crate::spool::InboxWriter;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What the handlers share.
@@ -23,8 +23,8 @@ pub struct App {
     pub queue: Arc<Queue>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// The spool's receiving connection, when batches are kept on disk.
-    pub spool: Option<Arc<Mutex<Spool>>>,
+    /// The spool's inbox writer, when batches are kept on disk.
+    pub spool: Option<InboxWriter>,
     /// Largest body, before and after decompression.
     pub max_body: usize,
     /// Required bearer token.
@@ -43,7 +43,7 @@ impl App {
     pub fn new(
         queue: Arc<Queue>,
         metrics: Arc<Metrics>,
-        spool: Option<Arc<Mutex<Spool>>>,
+        spool: Option<InboxWriter>,
         max_body: usize,
         token: Option<String>,
         fatal: Arc<AtomicBool>,
@@ -336,31 +336,16 @@ pub async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
     let mut inbox = None;
     let mut lines = lines;
     if let Some(spool) = &app.spool {
-        let spool = spool.clone();
-        let stored = tokio::task::spawn_blocking(move || {
-            let r = spool
-                .lock()
-                .map_err(|_| "spool lock poisoned".to_string())
-                .and_then(|s| s.push_inbox(events, &lines).map_err(|e| e.to_string()));
-            (r, lines)
-        })
-        .await;
+        let (stored, l) = spool.push(events, lines).await;
+        lines = l;
         match stored {
-            Ok((Ok(id), l)) => {
-                inbox = Some(id);
-                lines = l;
-            }
-            Ok((Err(e), _)) => {
+            Ok(id) => inbox = Some(id),
+            Err(e) => {
                 app.queue.release(events);
                 tracing::error!("batch refused with 503: {e}");
                 app.metrics.refused("spool_error", events);
                 return (StatusCode::SERVICE_UNAVAILABLE, "cannot store the batch\n")
                     .into_response();
-            }
-            Err(e) => {
-                app.queue.release(events);
-                app.metrics.refused("internal", events);
-                return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
             }
         }
     }
