@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark of `kubeward serve`, on loopback only.
 #
-#   scripts/bench-serve.sh            # 20 s sustained, then 20 s of overload
-#   SECS=10 CONNS=8 scripts/bench-serve.sh
+#   scripts/bench-serve.sh            # 20 s each: sustained, overload, durable (--state)
+#   SECS=10 CONNS=8 PHASES="sustained durable" scripts/bench-serve.sh
 #
 # The load generator (crates/serve/examples/loadgen.rs) POSTs 400-event EventList batches over
 # keep-alive connections, one request in flight per connection, and reports events/s
@@ -62,7 +62,15 @@ phase() { # phase NAME CONNECTIONS [serve options...]
   echo
 }
 
-phase sustained "$CONNS"
-# Overload: a small queue and twice the connections; the excess must be refused (429), and
-# what was acknowledged must still all be processed.
-phase overload "$((CONNS * 2))" --queue-events 4000
+PHASES=${PHASES:-sustained overload durable}
+for p in $PHASES; do
+  case $p in
+    sustained) phase sustained "$CONNS" ;;
+    # Overload: a small queue and twice the connections; the excess must be refused (429),
+    # and what was acknowledged must still all be processed.
+    overload) phase overload "$((CONNS * 2))" --queue-events 4000 ;;
+    # Durable and stateful: every batch committed to the spool before its 200, every
+    # RBAC change and alert to the state file.
+    durable) phase durable "$CONNS" --state "$tmp/kw.db" ;;
+  esac
+done

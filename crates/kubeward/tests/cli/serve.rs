@@ -18,6 +18,8 @@ pub struct Server {
     pub addr: String,
     /// Its log (standard error).
     pub log: PathBuf,
+    /// Its standard output.
+    pub out: PathBuf,
 }
 
 impl Server {
@@ -32,6 +34,7 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         ));
+        let out = log.with_extension("out");
         let mut all = vec!["serve", "--listen", "127.0.0.1:0", "--ready-file"];
         let ready_s = ready.to_str().unwrap().to_string();
         all.push(&ready_s);
@@ -40,7 +43,7 @@ impl Server {
             .args(&all)
             .current_dir(dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn kubeward serve");
@@ -48,6 +51,7 @@ impl Server {
             child,
             addr: String::new(),
             log,
+            out,
         };
         let t = Instant::now();
         loop {
@@ -762,6 +766,22 @@ fn config_file_and_sighup_reload_of_suppressions() {
 }
 
 #[test]
+fn stdout_sink_and_the_drain_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--stdout"]);
+    let evs: Vec<Value> = (0..3).map(|_| event(json!({}))).collect();
+    for ev in &evs {
+        assert_eq!(s.post(&event_list(std::slice::from_ref(ev)), &[]).0, 200);
+    }
+    let out = s.out.clone();
+    // SIGTERM right after the last acknowledgement: everything accepted is processed and
+    // flushed before the exit.
+    assert_eq!(s.stop(), 0);
+    let got = read_alerts(&out);
+    assert_eq!(ids(&got), evs.iter().map(id_of).collect::<Vec<_>>());
+}
+
+#[test]
 fn bearer_token_is_required_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let tok = dir.path().join("token");
@@ -792,6 +812,10 @@ fn a_batch_acknowledged_before_a_sigkill_is_processed_after_the_restart() {
     assert_eq!(s.post(&event_list(&evs), &[]).0, 200);
     s.kill();
     let first_run = read_alerts(&alerts).len();
+    eprintln!(
+        "alerts written before the SIGKILL: {first_run} of {}",
+        evs.len()
+    );
     let s = Server::start(dir.path(), &args);
     let got = alerts_settle(&alerts, evs.len());
     let want: BTreeSet<String> = evs.iter().map(id_of).collect();
