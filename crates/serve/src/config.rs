@@ -590,6 +590,28 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_kubeconfig_and_audit_policy_fit_together() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples"));
+        let read = |name: &str| -> serde_json::Value {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let kc = read("audit-webhook.kubeconfig");
+        assert_eq!(kc["kind"], "Config");
+        let server = kc["clusters"][0]["cluster"]["server"].as_str().unwrap();
+        assert!(server.ends_with(DEFAULT_WEBHOOK_PATH), "{server}");
+        assert_eq!(kc["current-context"], kc["contexts"][0]["name"]);
+        let policy = read("audit-policy.yaml");
+        assert_eq!(policy["apiVersion"], "audit.k8s.io/v1");
+        assert_eq!(policy["kind"], "Policy");
+        let first = &policy["rules"][0];
+        assert_eq!(first["level"], "RequestResponse");
+        assert_eq!(first["resources"][0]["group"], "rbac.authorization.k8s.io");
+        let rules = policy["rules"].as_array().unwrap();
+        assert_eq!(rules.last().unwrap()["level"], "Metadata");
+    }
+
+    #[test]
     fn flags_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k.yaml");

@@ -183,7 +183,7 @@ async fn serve(s: Settings) -> Result<(), ServeError> {
                 spool::InboxWriter::spawn(Spool::open(p)?)
                     .map_err(io_err("cannot start the spool writer"))?,
             ),
-            Some(Spool::open(p)?),
+            Some(Spool::open_for_deletes(p)?),
         ),
         None => (None, None),
     };

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 /// Alerting deliveries remembered for de-duplication without a state file (as `detect`).
 const DEDUP_WINDOW: usize = 1_000_000;
+/// Processed batches forgotten in one spool transaction at most.
+const FORGET_EVERY: usize = 64;
 
 /// Where a batch came from.
 #[derive(Debug)]
@@ -189,7 +191,14 @@ impl Processor {
     pub fn run(mut self, rx: Receiver<Msg>) -> Sinks {
         let mut collector = Collector::new(DEDUP_WINDOW);
         let mut seq = 0u64;
-        for msg in rx {
+        let mut done = Vec::new();
+        loop {
+            // Processed batches are forgotten together, when the queue is empty or many wait:
+            // one spool commit for many batches.
+            if !done.is_empty() && (rx.is_empty() || done.len() >= FORGET_EVERY) {
+                self.forget(&mut done);
+            }
+            let Ok(msg) = rx.recv() else { break };
             match msg {
                 Msg::Reload(s) => {
                     self.engine = Engine::new(self.engine_opts.clone(), s.clone());
@@ -206,15 +215,31 @@ impl Processor {
                         continue;
                     }
                     seq += 1;
-                    self.one(&mut collector, seq, w);
+                    if let Some(id) = self.one(&mut collector, seq, w) {
+                        done.push(id);
+                    }
                 }
             }
         }
+        self.forget(&mut done);
         self.sinks.flush();
         self.sinks
     }
 
-    fn one(&mut self, collector: &mut Collector, seq: u64, w: Work) {
+    /// Deletes processed batches from the spool.
+    fn forget(&mut self, ids: &mut Vec<i64>) {
+        if let Some(spool) = &self.spool {
+            if let Err(e) = spool.remove_inbox(ids) {
+                // Processed again on the next start; the state's de-duplication by auditID
+                // keeps that from alerting twice.
+                tracing::warn!("{e}");
+            }
+        }
+        ids.clear();
+    }
+
+    /// Processes one batch; returns its spool row once it may be forgotten.
+    fn one(&mut self, collector: &mut Collector, seq: u64, w: Work) -> Option<i64> {
         let events = w.events;
         let received = w.received;
         let (name, first_line, position, inbox) = match w.origin {
@@ -275,15 +300,9 @@ impl Processor {
             }
         }
         self.sinks.flush();
-        if let (true, Some(id), Some(spool)) = (ok, inbox, &self.spool) {
-            if let Err(e) = spool.remove_inbox(&[id]) {
-                // Processed again on the next start; the state's de-duplication by auditID
-                // keeps that from alerting twice.
-                tracing::warn!("{e}");
-            }
-        }
         self.queue.release(events);
         self.metrics.processing.observe(received.elapsed());
+        inbox.filter(|_| ok)
     }
 
     fn deliver_json(&mut self, a: &detect::Alert, json: &str) {

@@ -39,17 +39,28 @@ pub struct InboxItem {
 impl Spool {
     /// Opens (or creates) the spool file.
     pub fn open(path: &Path) -> Result<Spool, SpoolError> {
+        Spool::open_with(path, "FULL")
+    }
+
+    /// Opens the spool for forgetting processed batches: `synchronous=NORMAL`, since a delete
+    /// lost in a power cut only means a batch processed again, which the state file's
+    /// de-duplication makes harmless, and a commit without fsync keeps detection fast.
+    pub fn open_for_deletes(path: &Path) -> Result<Spool, SpoolError> {
+        Spool::open_with(path, "NORMAL")
+    }
+
+    fn open_with(path: &Path, synchronous: &str) -> Result<Spool, SpoolError> {
         let err = |source| SpoolError {
             path: path.display().to_string(),
             source,
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        // WAL: readers never block the writer. FULL: a batch acknowledged survives a power cut,
-        // not only a crash of this process.
+        // WAL: readers never block the writer. FULL (for inserts): a batch acknowledged
+        // survives a power cut, not only a crash of this process.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update(None, "synchronous", synchronous)
             .map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, events INTEGER NOT NULL, body BLOB NOT NULL);
