@@ -242,9 +242,23 @@ async fn serve(s: Settings) -> Result<(), ServeError> {
         show_suppressed: s.show_suppressed,
         fatal: fatal.clone(),
     };
+    /// Closes the queue when the processor ends, also by a panic (which stops the server).
+    struct Closer(Arc<Queue>, Arc<AtomicBool>);
+    impl Drop for Closer {
+        fn drop(&mut self) {
+            self.0.close();
+            if std::thread::panicking() {
+                self.1.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    let closer = Closer(queue.clone(), fatal.clone());
     let proc_handle = std::thread::Builder::new()
         .name("kubeward-detect".into())
-        .spawn(move || processor.run(rx))
+        .spawn(move || {
+            let _closer = closer;
+            processor.run(rx)
+        })
         .map_err(io_err("cannot start the detection thread"))?;
 
     let finish = Arc::new(AtomicBool::new(false));

@@ -68,6 +68,8 @@ pub enum Msg {
 /// The bounded queue in front of the processor.
 pub struct Queue {
     tx: Sender<Msg>,
+    /// Set when the processor has returned: nothing sent is processed any more.
+    closed: AtomicBool,
     in_flight: AtomicU64,
     cap: u64,
     metrics: Arc<Metrics>,
@@ -80,6 +82,7 @@ impl Queue {
         (
             Arc::new(Queue {
                 tx,
+                closed: AtomicBool::new(false),
                 in_flight: AtomicU64::new(0),
                 cap: cap as u64,
                 metrics,
@@ -121,13 +124,13 @@ impl Queue {
     }
 
     /// Waits for room (the follower: a file can wait, and waiting is its backpressure).
-    /// `false` when `stop` is set first.
+    /// `false` when `stop` is set first, or the processor is gone.
     pub fn reserve_blocking(&self, n: u64, stop: &AtomicBool) -> bool {
         loop {
             if self.try_reserve(n) {
                 return true;
             }
-            if stop.load(Ordering::Relaxed) {
+            if stop.load(Ordering::Relaxed) || self.closed.load(Ordering::Relaxed) {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -150,6 +153,11 @@ impl Queue {
     /// Hands over a batch whose room was reserved. `false` when the processor has stopped.
     pub fn send(&self, w: Work) -> bool {
         self.tx.send(Msg::Work(w)).is_ok()
+    }
+
+    /// Marks the processor as gone (it returned, or panicked): waiting for room ends.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
     }
 
     /// Tells the processor to finish what was sent and return.

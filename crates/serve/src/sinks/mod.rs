@@ -166,10 +166,49 @@ pub struct HttpSink {
     pub outbox: Arc<Outbox>,
 }
 
+/// Opens the alerts file for appending. A last line without its newline is what a crash in the
+/// middle of a write leaves: it is cut off (and logged), so that the file stays JSON lines.
+fn open_alerts_file(p: &Path) -> io::Result<File> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::options()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(p)?;
+    let len = f.metadata()?.len();
+    if len > 0 {
+        let from = len.saturating_sub(1 << 20);
+        f.seek(SeekFrom::Start(from))?;
+        let mut tail = Vec::with_capacity((len - from) as usize);
+        f.read_to_end(&mut tail)?;
+        if tail.last() != Some(&b'\n') {
+            let keep = match tail.iter().rposition(|&b| b == b'\n') {
+                Some(i) => from + i as u64 + 1,
+                None if from == 0 => 0,
+                // No newline in the last MiB: not a torn alert line; leave the file alone
+                // and start on a new line.
+                None => {
+                    f.write_all(b"\n")?;
+                    return Ok(f);
+                }
+            };
+            tracing::warn!(
+                "{}: its last {} bytes are an incomplete line (a crash while writing); cut off",
+                p.display(),
+                len - keep
+            );
+            f.set_len(keep)?;
+        }
+    }
+    Ok(f)
+}
+
 /// Every sink.
 pub struct Sinks {
     stdout: Option<BufWriter<io::Stdout>>,
-    file: Option<(PathBuf, BufWriter<File>)>,
+    /// The alerts file, and the lines of the current batch: written with one `write` per
+    /// batch, so that a crash cannot tear a line in the middle of a batch's output.
+    file: Option<(PathBuf, File, Vec<u8>)>,
     /// HTTP sinks.
     pub http: Vec<HttpSink>,
     metrics: Arc<Metrics>,
@@ -184,10 +223,7 @@ impl Sinks {
         metrics: Arc<Metrics>,
     ) -> io::Result<Sinks> {
         let file = match file {
-            Some(p) => Some((
-                p.to_path_buf(),
-                BufWriter::new(File::options().create(true).append(true).open(p)?),
-            )),
+            Some(p) => Some((p.to_path_buf(), open_alerts_file(p)?, Vec::new())),
             None => None,
         };
         Ok(Sinks {
@@ -208,13 +244,10 @@ impl Sinks {
                 self.metrics.sink_delivered("stdout");
             }
         }
-        if let Some((p, out)) = &mut self.file {
-            if let Err(e) = writeln!(out, "{json}") {
-                self.metrics.sink_failure("file");
-                tracing::error!("{}: {e}", p.display());
-            } else {
-                self.metrics.sink_delivered("file");
-            }
+        if let Some((_, _, pending)) = &mut self.file {
+            pending.extend_from_slice(json.as_bytes());
+            pending.push(b'\n');
+            self.metrics.sink_delivered("file");
         }
         let now = audit::time::format_utc_micros(audit::time::now_nanos());
         for h in &self.http {
@@ -236,11 +269,43 @@ impl Sinks {
                 tracing::error!("stdout: {e}");
             }
         }
-        if let Some((p, out)) = &mut self.file {
-            if let Err(e) = out.flush() {
-                self.metrics.sink_failure("file");
-                tracing::error!("{}: {e}", p.display());
+        if let Some((p, out, pending)) = &mut self.file {
+            if !pending.is_empty() {
+                if let Err(e) = out.write_all(pending) {
+                    self.metrics.sink_failure("file");
+                    tracing::error!(
+                        "{}: {e}; {} bytes of alerts not written",
+                        p.display(),
+                        pending.len()
+                    );
+                }
+                pending.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_when_the_file_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("alerts.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n{\"a\":").unwrap();
+        let mut f = open_alerts_file(&p).unwrap();
+        f.write_all(b"{\"b\":2}\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n"
+        );
+        // A whole file is left as it is.
+        drop(f);
+        open_alerts_file(&p).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n"
+        );
     }
 }

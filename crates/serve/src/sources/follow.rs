@@ -302,9 +302,13 @@ impl Follower {
         if n == 0 && position.is_none() {
             return 0;
         }
-        // Room is reserved even when stopping: lines read are never left unprocessed.
+        // Room is waited for even when stopping: lines read are not left unprocessed (the
+        // processor runs until the follower is done). Only a processor that is gone (a fatal
+        // state error) ends the wait; then nothing is processed any more anyway.
         let stop = AtomicBool::new(false);
-        self.queue.reserve_blocking(n, &stop);
+        if !self.queue.reserve_blocking(n, &stop) {
+            return n;
+        }
         self.metrics.events_received.fetch_add(n, Ordering::Relaxed);
         if !self.queue.send(Work {
             lines,
