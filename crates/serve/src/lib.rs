@@ -241,6 +241,12 @@ async fn serve(s: Settings) -> Result<(), ServeError> {
         queue: queue.clone(),
         show_suppressed: s.show_suppressed,
         fatal: fatal.clone(),
+        alerts_db: match (&s.state, &s.spool) {
+            (Some(state), Some(_)) => {
+                Some(store::Store::open(state).map_err(detect::StateError::from)?)
+            }
+            _ => None,
+        },
     };
     /// Closes the queue when the processor ends, also by a panic (which stops the server).
     struct Closer(Arc<Queue>, Arc<AtomicBool>);

@@ -192,6 +192,9 @@ pub struct Processor {
     /// Set when processing cannot go on (the state file failed): the server shuts down, and
     /// batches not processed stay in the spool.
     pub fatal: Arc<AtomicBool>,
+    /// A second connection to the state file, with a spool: to note how far stored alerts
+    /// reached the sinks, and to deliver at start those a crash kept from them.
+    pub alerts_db: Option<store::Store>,
 }
 
 impl Processor {
@@ -200,6 +203,7 @@ impl Processor {
         let mut collector = Collector::new(DEDUP_WINDOW);
         let mut seq = 0u64;
         let mut done = Vec::new();
+        self.redeliver();
         loop {
             // Processed batches are forgotten together, when the queue is empty or many wait:
             // one spool commit for many batches.
@@ -232,6 +236,59 @@ impl Processor {
         self.forget(&mut done);
         self.sinks.flush();
         self.sinks
+    }
+
+    /// Delivers the alerts stored in the state file after the last one the sinks are known to
+    /// have had: a crash between the state's commit and the sinks' write would otherwise lose
+    /// them for the sinks. A new spool starts at the state's last alert (alerts of earlier
+    /// `kubeward detect` runs are not sent).
+    fn redeliver(&mut self) {
+        let (Some(db), Some(spool)) = (&self.alerts_db, &self.spool) else {
+            return;
+        };
+        let r = (|| -> Result<usize, String> {
+            let Some(seen) = spool.delivered_seq().map_err(|e| e.to_string())? else {
+                let last = db.last_alert_seq().map_err(|e| e.to_string())?;
+                spool.set_delivered_seq(last).map_err(|e| e.to_string())?;
+                return Ok(0);
+            };
+            let missed = db.alerts_after(seen).map_err(|e| e.to_string())?;
+            let Some(last) = missed.last().map(|a| a.seq) else {
+                return Ok(0);
+            };
+            for a in &missed {
+                let suppressed = serde_json::from_str::<serde_json::Value>(&a.json)
+                    .map(|v| v.get("suppressed_by").is_some_and(|s| !s.is_null()))
+                    .unwrap_or(false);
+                self.metrics.alert(&a.rule_id, suppressed);
+                if !suppressed || self.show_suppressed {
+                    self.sinks.deliver(&a.json);
+                }
+            }
+            self.sinks.flush();
+            spool.set_delivered_seq(last).map_err(|e| e.to_string())?;
+            Ok(missed.len())
+        })();
+        match r {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                "{n} alerts stored by an earlier run had not reached the sinks (a crash): delivered now"
+            ),
+            Err(e) => tracing::error!("cannot check for alerts an earlier run did not deliver: {e}"),
+        }
+    }
+
+    /// Notes that every alert stored so far reached the sinks.
+    fn mark_delivered(&self) {
+        if let (Some(db), Some(spool)) = (&self.alerts_db, &self.spool) {
+            let r = db
+                .last_alert_seq()
+                .map_err(|e| e.to_string())
+                .and_then(|seq| spool.set_delivered_seq(seq).map_err(|e| e.to_string()));
+            if let Err(e) = r {
+                tracing::warn!("cannot note the alerts delivered: {e}");
+            }
+        }
     }
 
     /// Deletes processed batches from the spool.
@@ -288,11 +345,13 @@ impl Processor {
             }
         }
         let mut ok = true;
+        let mut stored = false;
         if let Some(t) = &mut self.tracker {
             if !changes.is_empty() || position.is_some() {
                 let pos = position.as_ref().map(|(s, p)| (s.as_str(), p));
                 match t.apply_batch(changes, pos) {
                     Ok(reported) => {
+                        stored = !reported.is_empty();
                         for r in reported {
                             self.deliver_json(&r.alert, &r.json);
                         }
@@ -308,6 +367,9 @@ impl Processor {
             }
         }
         self.sinks.flush();
+        if stored {
+            self.mark_delivered();
+        }
         self.queue.release(events);
         self.metrics.processing.observe(received.elapsed());
         inbox.filter(|_| ok)
@@ -319,6 +381,6 @@ impl Processor {
         if suppressed && !self.show_suppressed {
             return;
         }
-        self.sinks.deliver(a, json);
+        self.sinks.deliver(json);
     }
 }

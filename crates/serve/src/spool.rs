@@ -65,7 +65,8 @@ impl Spool {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, events INTEGER NOT NULL, body BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, body TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS outbox_sink ON outbox (sink, id);",
+             CREATE INDEX IF NOT EXISTS outbox_sink ON outbox (sink, id);
+             CREATE TABLE IF NOT EXISTS delivered (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);",
         )
         .map_err(err)?;
         Ok(Spool {
@@ -136,6 +137,26 @@ impl Spool {
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The sequence number (in the state file) of the last stored alert handed to the sinks;
+    /// `None` before the first.
+    pub fn delivered_seq(&self) -> Result<Option<i64>, SpoolError> {
+        self.conn
+            .query_row("SELECT seq FROM delivered WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records how far stored alerts were handed to the sinks.
+    pub fn set_delivered_seq(&self, seq: i64) -> Result<(), SpoolError> {
+        self.conn
+            .execute(
+                "INSERT INTO delivered (id, seq) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET seq = ?1",
+                [seq],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// Queues alert bodies for sinks: `(sink, body)`.
@@ -213,6 +234,10 @@ mod tests {
         s.remove_outbox(id).unwrap();
         assert_eq!(s.outbox_len("http 0").unwrap(), 1);
         assert_eq!(s.next_outbox("other").unwrap(), None);
+        assert_eq!(s.delivered_seq().unwrap(), None);
+        s.set_delivered_seq(7).unwrap();
+        s.set_delivered_seq(9).unwrap();
+        assert_eq!(s.delivered_seq().unwrap(), Some(9));
     }
 }
 

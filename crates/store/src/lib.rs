@@ -720,6 +720,35 @@ macro_rules! data_methods {
                 .map_err(|e| classify(e, &self.path))
         }
 
+        /// Alerts stored after the one with sequence number `seq`, in insertion order (what
+        /// a reader that saw up to `seq` has not seen yet).
+        pub fn alerts_after(&self, seq: i64) -> Result<Vec<StoredAlert>, StoreError> {
+            self.conn
+                .prepare_cached(
+                    "SELECT seq, rule_id, audit_id, time, json FROM alerts WHERE seq > ?1 ORDER BY seq",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![seq], |r| {
+                        Ok(StoredAlert {
+                            seq: r.get(0)?,
+                            rule_id: r.get(1)?,
+                            audit_id: r.get(2)?,
+                            time: r.get(3)?,
+                            json: r.get(4)?,
+                        })
+                    })?
+                    .collect()
+                })
+                .map_err(|e| classify(e, &self.path))
+        }
+
+        /// The sequence number of the last alert stored (0 when none).
+        pub fn last_alert_seq(&self) -> Result<i64, StoreError> {
+            self.conn
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM alerts", [], |r| r.get(0))
+                .map_err(|e| classify(e, &self.path))
+        }
+
         /// Alerts with `time >= since` (alerts without a time are left out when `since`
         /// is given) and of rule `rule`, each filter when given; ordered by time (those
         /// without one first), then insertion.

@@ -837,3 +837,48 @@ fn a_batch_acknowledged_before_a_sigkill_is_processed_after_the_restart() {
     }
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn alerts_stored_but_not_delivered_before_a_crash_are_delivered_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let db = dir.path().join("kw.db");
+    let args = [
+        "--alerts-file",
+        alerts.to_str().unwrap(),
+        "--state",
+        db.to_str().unwrap(),
+    ];
+    let (a, b) = (fresh(), fresh());
+    let s = Server::start(dir.path(), &args);
+    assert_eq!(s.post(&event_list(std::slice::from_ref(&a)), &[]).0, 200);
+    alerts_settle(&alerts, 1);
+    assert_eq!(s.stop(), 0);
+    // As if the process had died after the state's commit and before the sinks' write: the
+    // file never got the alert, and the spool's mark is from before it.
+    std::fs::write(&alerts, "").unwrap();
+    let spool = rusqlite::Connection::open(dir.path().join("kw.db.spool")).unwrap();
+    assert_eq!(
+        spool
+            .execute("UPDATE delivered SET seq = 0 WHERE id = 1", [])
+            .unwrap(),
+        1
+    );
+    drop(spool);
+    let s = Server::start(dir.path(), &args);
+    let got = alerts_settle(&alerts, 1);
+    assert_eq!(ids(&got), [id_of(&a)]);
+    assert!(
+        s.log_text().contains("had not reached the sinks"),
+        "{}",
+        s.log_text()
+    );
+    assert_eq!(s.post(&event_list(std::slice::from_ref(&b)), &[]).0, 200);
+    alerts_settle(&alerts, 2);
+    assert_eq!(s.stop(), 0);
+    // Nothing is delivered twice after a clean stop.
+    let s = Server::start(dir.path(), &args);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ids(&read_alerts(&alerts)), [id_of(&a), id_of(&b)]);
+    assert_eq!(s.stop(), 0);
+}

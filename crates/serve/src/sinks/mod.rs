@@ -8,7 +8,6 @@ pub mod http;
 use crate::config::{HttpFormat, HttpTarget};
 use crate::metrics::Metrics;
 use crate::spool::Spool;
-use detect::Alert;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -235,7 +234,7 @@ impl Sinks {
     }
 
     /// Hands one alert to every sink. `json` is the alert as one line of JSON.
-    pub fn deliver(&mut self, a: &Alert, json: &str) {
+    pub fn deliver(&mut self, json: &str) {
         if let Some(out) = &mut self.stdout {
             if let Err(e) = writeln!(out, "{json}") {
                 self.metrics.sink_failure("stdout");
@@ -249,12 +248,22 @@ impl Sinks {
             pending.push(b'\n');
             self.metrics.sink_delivered("file");
         }
+        if self.http.is_empty() {
+            return;
+        }
         let now = audit::time::format_utc_micros(audit::time::now_nanos());
+        let value: serde_json::Value = match serde_json::from_str(json) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("an alert is not JSON ({e}); not sent to the HTTP sinks");
+                return;
+            }
+        };
         for h in &self.http {
             let body = match h.target.format {
                 HttpFormat::Json => json.to_string(),
-                HttpFormat::Slack => format::slack(a).to_string(),
-                HttpFormat::Falco => format::falco(a, &now).to_string(),
+                HttpFormat::Slack => format::slack(&value).to_string(),
+                HttpFormat::Falco => format::falco(&value, &now).to_string(),
             };
             h.outbox.push(body);
         }
