@@ -198,7 +198,8 @@ pub struct Processor {
 }
 
 impl Processor {
-    /// Processes everything sent until every sender is gone; returns the sinks to drain.
+    /// Delivers what an earlier run left undelivered, then processes what is sent until told
+    /// to stop ([`Queue::stop`]); returns the sinks to drain.
     pub fn run(mut self, rx: Receiver<Msg>) -> Sinks {
         let mut collector = Collector::new(DEDUP_WINDOW);
         let mut seq = 0u64;
