@@ -882,3 +882,33 @@ fn alerts_stored_but_not_delivered_before_a_crash_are_delivered_at_the_next_star
     assert_eq!(ids(&read_alerts(&alerts)), [id_of(&a), id_of(&b)]);
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn files_that_appear_under_a_glob_are_read_from_their_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--alerts-file",
+            alerts.to_str().unwrap(),
+            "--follow",
+            &format!("{}/*", logs.display()),
+            "--follow-interval",
+            "20ms",
+        ],
+    );
+    wait_until("the first scan", 10, || {
+        s.log_text().contains("files followed")
+    });
+    let (a, b) = (event(json!({})), event(json!({})));
+    // A compressed file is never followed, even when the glob matches it.
+    std::fs::write(logs.join("old.log.gz"), gzip(line(&b).as_bytes())).unwrap();
+    std::fs::write(logs.join("kube-apiserver-2.log"), line(&a)).unwrap();
+    let got = alerts_settle(&alerts, 1);
+    assert_eq!(ids(&got), [id_of(&a)]);
+    assert_eq!(s.metric("kubeward_events_malformed_total"), 0.0);
+    assert_eq!(s.stop(), 0);
+}

@@ -147,6 +147,13 @@ impl Follower {
                         tracing::error!("--follow {}: {e}", path.display());
                     }
                 }
+                if first {
+                    tracing::info!(
+                        "--follow: {} files followed; new files matching {:?} are read from their start",
+                        self.files.len(),
+                        self.opts.patterns
+                    );
+                }
                 first = false;
             }
             for i in 0..self.files.len() {
