@@ -912,3 +912,20 @@ fn files_that_appear_under_a_glob_are_read_from_their_start() {
     assert_eq!(s.metric("kubeward_events_malformed_total"), 0.0);
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn without_a_spool_http_sinks_deliver_from_memory_before_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let rx = Receiver::start(listener);
+    let s = Server::start(dir.path(), &["--http-sink", &url]);
+    let evs: Vec<Value> = (0..3).map(|_| event(json!({}))).collect();
+    assert_eq!(s.post(&event_list(&evs), &[]).0, 200);
+    // SIGTERM at once: the drain processes the batch and waits for the sink.
+    assert_eq!(s.stop(), 0);
+    assert_eq!(
+        ids(&rx.by_path("/hook")),
+        evs.iter().map(id_of).collect::<Vec<_>>()
+    );
+}
