@@ -1,0 +1,1 @@
+//! scan tests (filled below)
