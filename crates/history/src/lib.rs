@@ -54,8 +54,8 @@ pub enum HistoryError {
     /// A `--paths` pattern is empty.
     #[error("empty --paths pattern")]
     BadPattern,
-    /// The repository has no commits.
-    #[error("{0}: the repository has no commits yet")]
+    /// HEAD names no commit (a new repository, or an unborn branch).
+    #[error("{0}: the repository has no commits yet (HEAD names no commit; on an unborn branch, give --rev BRANCH)")]
     Empty(String),
     /// An object could not be read (a corrupt or incomplete repository).
     #[error("reading {what}: {message}")]
@@ -459,7 +459,8 @@ impl<'r> Walker<'r> {
         new: Option<ObjectId>,
     ) -> Result<Vec<BlobChange>, HistoryError> {
         let mut out = Vec::new();
-        self.diff_trees(old, new, "", &mut out)?;
+        self.diff_trees(old, new, &mut out)?;
+        out.sort();
         Ok(out)
     }
 
@@ -484,35 +485,41 @@ impl<'r> Walker<'r> {
         Ok(m)
     }
 
+    /// Compares two trees from the root down. Subtrees with the same id on both sides are
+    /// never opened, which is what keeps a commit that changes one file cheap in a large
+    /// tree. A work list instead of recursion: a crafted repository nesting directories
+    /// thousands deep must not exhaust the stack.
     fn diff_trees(
         &self,
         old: Option<ObjectId>,
         new: Option<ObjectId>,
-        prefix: &str,
         out: &mut Vec<BlobChange>,
     ) -> Result<(), HistoryError> {
-        if old == new {
-            return Ok(());
-        }
-        let a = self.entries(old)?;
-        let b = self.entries(new)?;
-        let names: BTreeSet<&Vec<u8>> = a.keys().chain(b.keys()).collect();
-        for name in names {
-            let ea = a.get(name);
-            let eb = b.get(name);
-            if ea == eb {
+        let mut work = vec![(old, new, String::new())];
+        while let Some((old, new, prefix)) = work.pop() {
+            if old == new {
                 continue;
             }
-            let path = format!("{prefix}{}", name.to_str_lossy());
-            let sub = |e: Option<&Entry>| e.filter(|e| e.tree).map(|e| e.id);
-            let blob = |e: Option<&Entry>| e.filter(|e| e.blob).map(|e| e.id);
-            let (ta, tb) = (sub(ea), sub(eb));
-            if ta.is_some() || tb.is_some() {
-                self.diff_trees(ta, tb, &format!("{path}/"), out)?;
-            }
-            let (ba, bb) = (blob(ea), blob(eb));
-            if (ba.is_some() || bb.is_some()) && ba != bb && self.wanted(&path) {
-                out.push((path, bb));
+            let a = self.entries(old)?;
+            let b = self.entries(new)?;
+            let names: BTreeSet<&Vec<u8>> = a.keys().chain(b.keys()).collect();
+            for name in names {
+                let ea = a.get(name);
+                let eb = b.get(name);
+                if ea == eb {
+                    continue;
+                }
+                let path = format!("{prefix}{}", name.to_str_lossy());
+                let sub = |e: Option<&Entry>| e.filter(|e| e.tree).map(|e| e.id);
+                let blob = |e: Option<&Entry>| e.filter(|e| e.blob).map(|e| e.id);
+                let (ta, tb) = (sub(ea), sub(eb));
+                if ta.is_some() || tb.is_some() {
+                    work.push((ta, tb, format!("{path}/")));
+                }
+                let (ba, bb) = (blob(ea), blob(eb));
+                if (ba.is_some() || bb.is_some()) && ba != bb && self.wanted(&path) {
+                    out.push((path, bb));
+                }
             }
         }
         Ok(())

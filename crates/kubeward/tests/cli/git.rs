@@ -658,3 +658,47 @@ fn an_object_defined_in_two_places_is_followed_in_each() {
     assert_eq!(all[0]["change"], "widened");
     assert_eq!(all[0]["file"], "envs/prod/ci.yaml");
 }
+
+#[test]
+fn a_deleted_role_added_again_is_introduced_again() {
+    let role = "kind: Role\napiVersion: rbac.authorization.k8s.io/v1\nmetadata: {name: janitor, namespace: ops}\nrules:\n- {apiGroups: [''], resources: [pods], verbs: [deletecollection]}\n";
+    let mut r = Repo::new();
+    r.write("a/deep/er/still/deeper/role.yaml", role);
+    let first = r.commit("janitor", ALICE);
+    std::fs::remove_file(r.path().join("a/deep/er/still/deeper/role.yaml")).expect("rm");
+    let gone = r.commit("drop janitor", BOB);
+    r.write("role.yaml", role);
+    let again = r.commit("janitor is back", CAROL);
+    let run = r.kubeward(&["--format", "json"]).ok();
+    let got: Vec<Value> = run
+        .alerts()
+        .iter()
+        .map(|f| json!([f["commit"], f["change"], f["file"], f["namespaced"]]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            json!([
+                first,
+                "introduced",
+                "a/deep/er/still/deeper/role.yaml",
+                true
+            ]),
+            json!([again, "introduced", "role.yaml", true]),
+        ]
+    );
+    let story = r.kubeward(&["--format", "json", "--role", "janitor"]).ok();
+    let changes: Vec<Value> = story
+        .alerts()
+        .iter()
+        .map(|f| json!([f["commit"], f["change"]]))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            json!([first, "introduced"]),
+            json!([gone, "deleted"]),
+            json!([again, "introduced"]),
+        ]
+    );
+}
