@@ -25,6 +25,7 @@ use manifest::{
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use thiserror::Error;
 
 pub use time::format_time;
@@ -620,7 +621,7 @@ impl<'r> Walker<'r> {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Finding>, HistoryError> {
         // States (manifest set + aggregation) of commits whose children are still to come.
-        let mut states: HashMap<ObjectId, (ManifestSet, Aggregation)> = HashMap::new();
+        let mut states: HashMap<ObjectId, (ManifestSet, Arc<Aggregation>)> = HashMap::new();
         let mut remaining_children: HashMap<ObjectId, usize> = HashMap::new();
         let in_walk: HashSet<ObjectId> = commits.iter().map(|c| c.id).collect();
         for c in commits {
@@ -652,15 +653,16 @@ impl<'r> Walker<'r> {
                 }
                 None => (
                     ManifestSet::new(),
-                    self.eval.aggregation(&ManifestSet::new()),
+                    Arc::new(self.eval.aggregation(&ManifestSet::new())),
                     None,
                 ),
             };
             let (before, touched) = self.apply(&mut set, base_tree, c.tree)?;
             let agg_after = if Self::aggregation_may_change(&before, &set, &agg_before, &touched) {
-                self.eval.aggregation(&set)
+                Arc::new(self.eval.aggregation(&set))
             } else {
-                agg_before.clone()
+                // Shared, not copied: most commits change no aggregating role.
+                Arc::clone(&agg_before)
             };
             let mut changes = self
                 .eval
@@ -714,9 +716,9 @@ impl<'r> Walker<'r> {
         &mut self,
         id: ObjectId,
         in_walk: &HashSet<ObjectId>,
-        states: &mut HashMap<ObjectId, (ManifestSet, Aggregation)>,
+        states: &mut HashMap<ObjectId, (ManifestSet, Arc<Aggregation>)>,
         remaining: &mut HashMap<ObjectId, usize>,
-    ) -> Result<(ManifestSet, Aggregation), HistoryError> {
+    ) -> Result<(ManifestSet, Arc<Aggregation>), HistoryError> {
         let left = remaining.get_mut(&id).map(|n| {
             *n = n.saturating_sub(1);
             *n
@@ -742,8 +744,8 @@ impl<'r> Walker<'r> {
         &mut self,
         id: ObjectId,
         _in_walk: &HashSet<ObjectId>,
-        states: &HashMap<ObjectId, (ManifestSet, Aggregation)>,
-    ) -> Result<(ManifestSet, Aggregation), HistoryError> {
+        states: &HashMap<ObjectId, (ManifestSet, Arc<Aggregation>)>,
+    ) -> Result<(ManifestSet, Arc<Aggregation>), HistoryError> {
         if let Some(s) = states.get(&id) {
             return Ok(s.clone());
         }
@@ -753,7 +755,7 @@ impl<'r> Walker<'r> {
     fn release(
         &mut self,
         id: ObjectId,
-        states: &mut HashMap<ObjectId, (ManifestSet, Aggregation)>,
+        states: &mut HashMap<ObjectId, (ManifestSet, Arc<Aggregation>)>,
         remaining: &mut HashMap<ObjectId, usize>,
     ) {
         if let Some(n) = remaining.get_mut(&id) {
@@ -764,14 +766,14 @@ impl<'r> Walker<'r> {
         }
     }
 
-    fn full_state(&mut self, id: ObjectId) -> Result<(ManifestSet, Aggregation), HistoryError> {
+    fn full_state(&mut self, id: ObjectId) -> Result<(ManifestSet, Arc<Aggregation>), HistoryError> {
         let mut set = ManifestSet::new();
         if let Some(c) = self.commit(id)? {
             self.apply(&mut set, None, c.tree)?;
         } else {
             self.stats.missing_parents += 1;
         }
-        let agg = self.eval.aggregation(&set);
+        let agg = Arc::new(self.eval.aggregation(&set));
         Ok((set, agg))
     }
 }
