@@ -766,7 +766,10 @@ impl<'r> Walker<'r> {
         }
     }
 
-    fn full_state(&mut self, id: ObjectId) -> Result<(ManifestSet, Arc<Aggregation>), HistoryError> {
+    fn full_state(
+        &mut self,
+        id: ObjectId,
+    ) -> Result<(ManifestSet, Arc<Aggregation>), HistoryError> {
         let mut set = ManifestSet::new();
         if let Some(c) = self.commit(id)? {
             self.apply(&mut set, None, c.tree)?;

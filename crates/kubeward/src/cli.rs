@@ -72,7 +72,8 @@ pub struct GitArgs {
     #[arg(long)]
     pub all_parents: bool,
 
-    /// Output format [default: text on a terminal, json otherwise].
+    /// Output format: text (a block per commit) or json (one finding per line, for jq)
+    /// [default: text on a terminal, json otherwise].
     #[arg(long, value_enum, hide_possible_values = true)]
     pub format: Option<GitFormat>,
 
@@ -108,7 +109,8 @@ pub struct ScanArgs {
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
 
-    /// Output format [default: text on a terminal, json otherwise].
+    /// Output format: text (FILE:LINE: what), json (one finding per line, for jq) or sarif
+    /// (SARIF 2.1.0 for code-scanning UIs) [default: text on a terminal, json otherwise].
     #[arg(long, value_enum, hide_possible_values = true)]
     pub format: Option<ScanFormat>,
 

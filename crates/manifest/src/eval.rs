@@ -661,3 +661,119 @@ fn change_base(o: &ManifestObject, role: &str, role_kind: &str) -> Change {
         aggregated_into: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::read_file;
+
+    /// Applies `files` (path, text; empty text: delete) to `set`; returns the changes.
+    fn step(eval: &Evaluator, set: &mut ManifestSet, files: &[(&str, &str)]) -> Vec<Change> {
+        let agg_before = eval.aggregation(set);
+        let readings: Vec<_> = files
+            .iter()
+            .map(|(p, t)| (*p, (!t.is_empty()).then(|| read_file(p, t.as_bytes()))))
+            .collect();
+        let mut touched = BTreeSet::new();
+        for (p, r) in &readings {
+            touched.extend(set.affected(p, r.as_ref()));
+        }
+        let before = touched
+            .iter()
+            .map(|id| {
+                (
+                    id.clone(),
+                    set.definitions(id).into_iter().cloned().collect(),
+                )
+            })
+            .collect();
+        for (p, r) in readings {
+            match r {
+                Some(r) => {
+                    set.set_file(p, r);
+                }
+                None => {
+                    set.remove_file(p);
+                }
+            }
+        }
+        let agg_after = eval.aggregation(set);
+        eval.diff(&before, &agg_before, set, &agg_after, &touched)
+    }
+
+    fn kinds(changes: &[Change]) -> Vec<(ChangeKind, String, Vec<String>)> {
+        // What `kubeward git` reports without --role.
+        changes
+            .iter()
+            .filter(|c| c.change.is_grant())
+            .map(|c| (c.change, c.name.clone(), c.aggregated_into.clone()))
+            .collect()
+    }
+
+    const AGGREGATOR: &str = "kind: ClusterRole\nmetadata: {name: monitoring}\naggregationRule:\n  clusterRoleSelectors:\n  - matchLabels: {example.com/aggregate-to-monitoring: \"true\"}\nrules: []\n";
+
+    #[test]
+    fn a_label_feeding_an_aggregating_role_of_the_tree() {
+        let eval = Evaluator::default();
+        let mut set = ManifestSet::new();
+        let plain = "kind: ClusterRole\nmetadata: {name: debug}\nrules:\n- {apiGroups: [''], resources: [pods/ephemeralcontainers], verbs: [patch]}\n";
+        let labelled = "kind: ClusterRole\nmetadata:\n  name: debug\n  labels: {example.com/aggregate-to-monitoring: \"true\"}\nrules:\n- {apiGroups: [''], resources: [pods/ephemeralcontainers], verbs: [patch]}\n";
+        let c = step(
+            &eval,
+            &mut set,
+            &[("agg.yaml", AGGREGATOR), ("debug.yaml", plain)],
+        );
+        assert_eq!(
+            kinds(&c),
+            vec![(ChangeKind::Introduced, "debug".into(), vec![])],
+            "an aggregating role that picks nothing grants nothing"
+        );
+        let c = step(&eval, &mut set, &[("debug.yaml", labelled)]);
+        assert_eq!(
+            kinds(&c),
+            vec![(
+                ChangeKind::AggregationLabel,
+                "debug".into(),
+                vec!["monitoring".into()]
+            )]
+        );
+        assert_eq!(c[0].newly_granted[0].capability_id, "debug-containers");
+        // The aggregating role now writes pods, and a binding of it says so.
+        let scan = eval.scan(&set);
+        assert!(scan
+            .iter()
+            .any(|f| f.name == "monitoring" && f.aggregated_from == vec!["debug".to_string()]));
+        let rb = "kind: RoleBinding\nmetadata: {name: mon, namespace: obs}\nroleRef: {kind: ClusterRole, name: monitoring}\nsubjects: [{kind: Group, name: sre}]\n";
+        let c = step(&eval, &mut set, &[("rb.yaml", rb)]);
+        assert_eq!(kinds(&c), vec![(ChangeKind::Bound, "mon".into(), vec![])]);
+        // Dropping the label is not a grant.
+        let c = step(&eval, &mut set, &[("debug.yaml", plain)]);
+        assert_eq!(kinds(&c), vec![]);
+    }
+
+    #[test]
+    fn bindings_of_bootstrap_roles_and_latent_bindings() {
+        let eval = Evaluator::default();
+        let mut set = ManifestSet::new();
+        let to = |role: &str| {
+            format!("kind: ClusterRoleBinding\nmetadata: {{name: b-{role}}}\nroleRef: {{kind: ClusterRole, name: {role}}}\nsubjects: [{{kind: User, name: u}}]\n")
+        };
+        let (admin, view, missing) = (to("cluster-admin"), to("view"), to("not-yet"));
+        let c = step(
+            &eval,
+            &mut set,
+            &[("a.yaml", &admin), ("v.yaml", &view), ("m.yaml", &missing)],
+        );
+        assert_eq!(
+            kinds(&c),
+            vec![(ChangeKind::Bound, "b-cluster-admin".into(), vec![])]
+        );
+        // The latent binding's role appears: the role is the news, the binding did not change.
+        let role = "kind: ClusterRole\nmetadata: {name: not-yet}\nrules: [{apiGroups: ['*'], resources: ['*'], verbs: ['*']}]\n";
+        let c = step(&eval, &mut set, &[("r.yaml", role)]);
+        assert_eq!(
+            kinds(&c),
+            vec![(ChangeKind::Introduced, "not-yet".into(), vec![])]
+        );
+    }
+}
