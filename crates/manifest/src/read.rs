@@ -261,7 +261,8 @@ fn read_json(path: &str, text: &str, out: &mut FileReading) {
     let mut snap = Snapshot::default();
     snap.load_text(path, text, &load_options());
     let lines: Vec<&str> = text.lines().collect();
-    collect(&snap, path, &lines, 0, lines.len(), None, out);
+    let n = lines.len();
+    collect(&snap, path, &lines, &|_| (0, n), None, out);
 }
 
 fn read_yaml(path: &str, text: &str, out: &mut FileReading) {
@@ -273,6 +274,20 @@ fn read_yaml(path: &str, text: &str, out: &mut FileReading) {
         if *l == "---" || l.starts_with("--- ") || l.starts_with("---\t") {
             starts.push(i);
         }
+    }
+    let range = |d: usize| {
+        (
+            starts.get(d).copied().unwrap_or(0),
+            starts.get(d + 1).copied().unwrap_or(lines.len()),
+        )
+    };
+    if !text.contains("{{") && !text.contains("$patch:") {
+        // Nothing to skip by document: one parse of the whole stream (the loader falls back
+        // to document by document itself when a document is bad, and names it).
+        let mut snap = Snapshot::default();
+        snap.load_text(path, text, &load_options());
+        collect(&snap, path, &lines, &range, None, out);
+        return;
     }
     let docs = split_yaml(text);
     for (d, body) in docs.iter().enumerate() {
@@ -295,22 +310,21 @@ fn read_yaml(path: &str, text: &str, out: &mut FileReading) {
         }
         let mut snap = Snapshot::default();
         snap.load_text(path, body, &load_options());
-        collect(&snap, path, &lines, first, end, Some(d), out);
+        collect(&snap, path, &lines, &|_| (first, end), Some(d), out);
     }
 }
 
-/// Moves what `snap` (one document, or a whole JSON file) holds into `out`. `doc` is the YAML
-/// document index, or `None` for JSON, where the snapshot's own document numbers count.
+/// Moves what `snap` holds into `out`. `doc` is the document index when `snap` holds one
+/// document of the file, `None` when it holds the whole file (its own document numbers
+/// count); `range` gives the lines `[first, end)` of a document by index.
 fn collect(
     snap: &Snapshot,
     path: &str,
     lines: &[&str],
-    first: usize,
-    end: usize,
+    range: &dyn Fn(usize) -> (usize, usize),
     doc: Option<usize>,
     out: &mut FileReading,
 ) {
-    let start_line = first_content_line(lines, first, end);
     for e in &snap.errors {
         let (d, msg) = match e {
             LoadError::Document { origin, message } => (
@@ -327,17 +341,21 @@ fn collect(
         out.skipped_documents.push((d + 1, skip));
     }
     out.other_objects += snap.skipped.values().sum::<usize>();
-    let locate = |name: &str, item: Option<usize>| match item {
-        None => start_line,
-        // A List's items all share one document: point at the item's own name.
-        Some(_) => name_line(lines, first, end, name).unwrap_or(start_line),
+    let locate = |d: usize, name: &str, item: Option<usize>| {
+        let (first, end) = range(d);
+        let start_line = first_content_line(lines, first, end);
+        match item {
+            None => start_line,
+            // A List's items all share one document: point at the item's own name.
+            Some(_) => name_line(lines, first, end, name).unwrap_or(start_line),
+        }
     };
     for r in &snap.roles {
         let kind = match r.kind {
             rbac::RoleKind::ClusterRole => Kind::ClusterRole,
             rbac::RoleKind::Role => Kind::Role,
         };
-        let document = doc.unwrap_or(r.origin.document) + 1;
+        let d = doc.unwrap_or(r.origin.document);
         out.objects.push(ManifestObject {
             id: ObjId {
                 kind,
@@ -345,9 +363,9 @@ fn collect(
                 name: r.name.clone(),
             },
             file: path.to_string(),
-            document,
+            document: d + 1,
             item: r.origin.item.map(|i| i + 1),
-            line: locate(&r.name, r.origin.item),
+            line: locate(d, &r.name, r.origin.item),
             body: Body::Role(r.clone()),
         });
     }
@@ -356,7 +374,7 @@ fn collect(
             rbac::BindingKind::ClusterRoleBinding => Kind::ClusterRoleBinding,
             rbac::BindingKind::RoleBinding => Kind::RoleBinding,
         };
-        let document = doc.unwrap_or(b.origin.document) + 1;
+        let d = doc.unwrap_or(b.origin.document);
         out.objects.push(ManifestObject {
             id: ObjId {
                 kind,
@@ -364,9 +382,9 @@ fn collect(
                 name: b.name.clone(),
             },
             file: path.to_string(),
-            document,
+            document: d + 1,
             item: b.origin.item.map(|i| i + 1),
-            line: locate(&b.name, b.origin.item),
+            line: locate(d, &b.name, b.origin.item),
             body: Body::Binding(b.clone()),
         });
     }
@@ -491,6 +509,23 @@ roleRef: {kind: Role, name: r, apiGroup: rbac.authorization.k8s.io}
         assert_eq!(r.skipped_documents[0], (3, Skip::HelmTemplate));
         assert_eq!(r.skipped_documents[1].0, 4);
         assert!(matches!(r.skipped_documents[1].1, Skip::Invalid(_)));
+    }
+
+    #[test]
+    fn one_parse_for_the_whole_file_still_names_bad_documents() {
+        let text = "kind: ClusterRole\nmetadata: {name: a}\n---\n: : [\n---\n# b\nkind: ClusterRole\nmetadata:\n  name: b\n";
+        let r = read_file("f.yaml", text.as_bytes());
+        let got: Vec<_> = r
+            .objects
+            .iter()
+            .map(|o| (o.id.name.clone(), o.document, o.line))
+            .collect();
+        assert_eq!(got, vec![("a".to_string(), 1, 1), ("b".to_string(), 3, 7)]);
+        assert_eq!(r.skipped_documents.len(), 1);
+        assert_eq!(r.skipped_documents[0].0, 2);
+        assert!(
+            matches!(&r.skipped_documents[0].1, Skip::Invalid(m) if m.starts_with("invalid YAML"))
+        );
     }
 
     #[test]
