@@ -208,8 +208,23 @@ pub fn run(args: ScanArgs) -> Result<u8> {
 }
 
 /// Files under `p` (itself when a file given by name), sorted; `.git` is never entered.
+/// Below a named PATH, symlinked directories are not followed (a link to `..` would never
+/// end) and only regular files are read (a FIFO named `x.yaml` would block the scan).
 fn collect(p: &Path, named: bool, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta = std::fs::metadata(p).with_context(|| format!("{}", p.display()))?;
+    let meta = if named {
+        std::fs::metadata(p)
+    } else {
+        std::fs::symlink_metadata(p)
+    }
+    .with_context(|| format!("{}", p.display()))?;
+    let meta = if meta.file_type().is_symlink() {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => m,
+            _ => return Ok(()),
+        }
+    } else {
+        meta
+    };
     if meta.is_dir() {
         if !named && p.file_name().is_some_and(|n| n == ".git") {
             return Ok(());
@@ -220,10 +235,10 @@ fn collect(p: &Path, named: bool, out: &mut Vec<PathBuf>) -> Result<()> {
             .collect();
         entries.sort();
         for e in entries {
-            // A symlink loop or an unreadable entry is not worth failing the scan for.
+            // An unreadable entry is not worth failing the scan for.
             let _ = collect(&e, false, out);
         }
-    } else if named || manifest::is_manifest_path(&p.to_string_lossy()) {
+    } else if named || (meta.is_file() && manifest::is_manifest_path(&p.to_string_lossy())) {
         out.push(p.to_path_buf());
     }
     Ok(())

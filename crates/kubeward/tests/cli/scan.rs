@@ -428,3 +428,24 @@ fn help_teaches_with_examples() {
         assert!(h.stdout.contains(want), "{want}: {}", h.stdout);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_and_fifos_do_not_hang_the_scan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "role.yaml", "kind: ClusterRole\nmetadata: {name: r}\nrules: [{apiGroups: [''], resources: [pods], verbs: [create]}]\n");
+    std::os::unix::fs::symlink(d, d.join("loop")).unwrap();
+    std::os::unix::fs::symlink(d.join("role.yaml"), d.join("linked.yaml")).unwrap();
+    let fifo = d.join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .map(|s| s.success());
+    let run = scan(&[d.to_str().unwrap(), "--format", "json"]).ok();
+    // The role, and the same role through the file link; nothing through the loop.
+    assert_eq!(run.alerts().len(), 2, "{run:#?}");
+    if made.unwrap_or(false) {
+        assert!(run.summary().contains("2 files read"), "{}", run.stderr);
+    }
+}
