@@ -219,6 +219,14 @@ pub fn walk(
     })?;
     // Trees are read twice (as a commit's and as its child's parent tree): a cache saves it.
     repo.object_cache_size(Some(64 * 1024 * 1024));
+    // Packed trees are deltas against each other; without a cache of delta bases every tree
+    // read re-inflates its whole chain. (gix sets this up only with its `max-performance`
+    // feature, which also brings threads kubeward does not use here.)
+    repo.objects.set_pack_cache(|| {
+        Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(
+            64 * 1024 * 1024,
+        ))
+    });
     let mut w = Walker {
         repo: &repo,
         eval: Evaluator::new(opts.pod_write),
