@@ -393,7 +393,6 @@ fn sarif(findings: &[&Finding]) -> serde_json::Value {
             "tool": {"driver": {
                 "name": "kubeward",
                 "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://github.com/kubeward/kubeward",
                 "rules": rules
             }},
             "columnKind": "unicodeCodePoints",

@@ -578,7 +578,27 @@ fn odd_inputs_are_skipped_not_fatal() {
         "resources: [role.yaml]\npatches:\n- path: patch.yaml\n",
     );
     r.write("k/patch.yaml", "kind: ClusterRole\nmetadata: {name: deployer}\nrules:\n- apiGroups: ['']\n  resources: [pods]\n  verbs: ['*']\n");
-    r.commit("odd files", ALICE);
+    // A symlink to a manifest (Git stores the link, not the file) and a submodule entry:
+    // neither is a manifest to read.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("ok.json", r.path().join("link.json")).expect("symlink");
+    r.git(&["add", "-A"], ALICE);
+    r.git(
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            "160000,1111111111111111111111111111111111111111,vendor/sub.yaml",
+        ],
+        ALICE,
+    );
+    // Committed directly: `git add -A` (in `commit`) would drop the worktree-less gitlink.
+    r.tick += 1;
+    r.git(&["commit", "-q", "-m", "odd files"], ALICE);
+    let tree = r.git(&["ls-tree", "-r", "HEAD"], ALICE);
+    assert!(tree.contains("160000 commit"), "{tree}");
+    #[cfg(unix)]
+    assert!(tree.contains("120000 blob"), "{tree}");
     let run = r.kubeward(&["--format", "json", "--verbose"]).ok();
     let all = run.alerts();
     assert_eq!(all.len(), 1, "{run:#?}");
