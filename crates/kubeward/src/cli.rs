@@ -22,6 +22,120 @@ pub enum Command {
     /// List the alerts stored in a state file (kubeward detect --state), oldest first.
     #[command(long_about = crate::alerts_cmd::ABOUT, after_help = crate::alerts_cmd::AFTER)]
     Alerts(AlertsArgs),
+    /// Walk a Git history: which commits gave roles pod write, bound them, or fed them into
+    /// edit/admin, and who made them.
+    #[command(long_about = crate::git_cmd::ABOUT, after_help = crate::git_cmd::AFTER)]
+    Git(GitArgs),
+    /// Check manifests in a working tree (for CI): every role granting pod write and every
+    /// binding of one; text, JSON or SARIF; baselines.
+    #[command(long_about = crate::scan_cmd::ABOUT, after_help = crate::scan_cmd::AFTER)]
+    Scan(ScanArgs),
+}
+
+/// Output formats of `kubeward git`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GitFormat {
+    /// A block per commit, for reading.
+    Text,
+    /// One finding per line (JSON Lines), for jq.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct GitArgs {
+    /// The repository (any directory inside it; a bare repository works too).
+    #[arg(value_name = "REPO", default_value = ".")]
+    pub repo: PathBuf,
+
+    /// Only commits committed at or after this time: YYYY-MM-DD (UTC), RFC 3339, or seconds
+    /// since 1970. The tree just before is read in full, so changes are judged against it.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+
+    /// The commit to walk back from (a branch, tag, id, HEAD~10), or a range A..B: the
+    /// commits reachable from B and not from A, e.g. origin/main..HEAD for a pull request.
+    #[arg(long, value_name = "RANGE", default_value = "HEAD")]
+    pub rev: String,
+
+    /// Only manifests under these paths or matching these globs (`*` stays in one directory,
+    /// `**` crosses them): --paths deploy/ --paths 'charts/**/rbac*.yaml'.
+    #[arg(long, value_name = "GLOB", num_args = 1..)]
+    pub paths: Vec<String>,
+
+    /// Where did this role come from: the commit that first gave it pod write, and every
+    /// later change to its rules or its bindings (deletions included).
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
+
+    /// Also visit the commits of merged branches (default: first parents only, as
+    /// `git log --first-parent`, so a merged branch shows as its merge commit).
+    #[arg(long)]
+    pub all_parents: bool,
+
+    /// Output format: text (a block per commit) or json (one finding per line, for jq)
+    /// [default: text on a terminal, json otherwise].
+    #[arg(long, value_enum, hide_possible_values = true)]
+    pub format: Option<GitFormat>,
+
+    /// List every skipped file (Helm templates, Kustomize patches, non-manifests, files that
+    /// do not parse) with its first reason, on stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Exit with N when anything was found (for CI: --rev origin/main..HEAD --exit-code 1).
+    #[arg(long, value_name = "N")]
+    pub exit_code: Option<u8>,
+
+    /// The cluster's Kubernetes version (e.g. 1.34): from 1.35 on, `get` on pods/exec no
+    /// longer counts as pod write. Unknown (the default) assumes an older cluster.
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
+}
+
+/// Output formats of `kubeward scan`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    /// `FILE:LINE: what`, one line per finding.
+    Text,
+    /// One finding per line (JSON Lines), for jq.
+    Json,
+    /// SARIF 2.1.0 (GitHub code scanning and other code-scanning UIs), one document.
+    Sarif,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Manifest files or directories (searched recursively for .yaml, .yml and .json).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Output format: text (FILE:LINE: what), json (one finding per line, for jq) or sarif
+    /// (SARIF 2.1.0 for code-scanning UIs) [default: text on a terminal, json otherwise].
+    #[arg(long, value_enum, hide_possible_values = true)]
+    pub format: Option<ScanFormat>,
+
+    /// Exit with N when a finding is reported (after the baseline, if any).
+    #[arg(long, value_name = "N")]
+    pub exit_code: Option<u8>,
+
+    /// Accept the findings recorded in this file (see --write-baseline): only roles and
+    /// bindings that are new, or that grant more or to more subjects than recorded, are
+    /// reported.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Record today's findings in FILE (JSON; commit it) and report nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// List every skipped file and document with its reason, on stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// The cluster's Kubernetes version (e.g. 1.34): from 1.35 on, `get` on pods/exec no
+    /// longer counts as pod write. Unknown (the default) assumes an older cluster.
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -3,8 +3,10 @@
 mod alerts_cmd;
 mod cli;
 mod detect_cmd;
+mod git_cmd;
 mod print;
 mod rbac_cmd;
+mod scan_cmd;
 mod state_sink;
 
 use clap::Parser;
@@ -16,6 +18,8 @@ fn main() -> ExitCode {
         cli::Command::Detect(args) => detect_cmd::run(args),
         cli::Command::Rbac(args) => rbac_cmd::run(args),
         cli::Command::Alerts(args) => alerts_cmd::run(args),
+        cli::Command::Git(args) => git_cmd::run(args),
+        cli::Command::Scan(args) => scan_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
