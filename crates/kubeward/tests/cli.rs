@@ -9,6 +9,8 @@ mod util;
 mod alerts;
 #[path = "cli/corpus.rs"]
 mod corpus;
+#[path = "cli/envelopes.rs"]
+mod envelopes;
 #[path = "cli/inputs.rs"]
 mod inputs;
 #[path = "cli/live.rs"]
