@@ -44,6 +44,9 @@ pub(super) fn hub(ctx: &mut Ctx, top: &super::Top, path: &str) {
     let Some(records) = top.records else { return };
     match array(records, "records") {
         Ok(rs) => {
+            if rs.is_empty() {
+                ctx.skipped("AKS: Event Hubs messages with no records");
+            }
             for (i, r) in rs.into_iter().enumerate() {
                 let here = if path.is_empty() {
                     format!("records[{i}]")

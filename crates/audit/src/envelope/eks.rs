@@ -67,7 +67,7 @@ struct Payload<'a> {
 }
 
 /// A subscription-filter payload.
-pub(super) fn payload(ctx: &mut Ctx, v: &RawValue, _top: &super::Top, path: &str, _depth: u8) {
+pub(super) fn payload(ctx: &mut Ctx, v: &RawValue, path: &str) {
     let p: Payload = match serde_json::from_str(v.get()) {
         Ok(p) => p,
         Err(e) => {
@@ -107,6 +107,9 @@ pub(super) fn payload(ctx: &mut Ctx, v: &RawValue, _top: &super::Top, path: &str
             return;
         }
     };
+    if events.is_empty() {
+        ctx.skipped("EKS: DATA_MESSAGE payloads with no logEvents");
+    }
     for (i, e) in events.into_iter().enumerate() {
         entry(
             ctx,
@@ -198,6 +201,10 @@ pub(super) fn output(ctx: &mut Ctx, top: &super::Top, path: &str, inh: Inherited
             return;
         }
     };
+    if events.is_empty() {
+        // A page of `filter-log-events` output can be empty (the next token follows).
+        ctx.skipped("EKS: CloudWatch Logs output pages with no events");
+    }
     for (i, e) in events.into_iter().enumerate() {
         entry(
             ctx,
@@ -279,6 +286,9 @@ pub(super) fn kinesis(ctx: &mut Ctx, top: &super::Top, path: &str, depth: u8) {
             return;
         }
     };
+    if records.is_empty() {
+        ctx.skipped("EKS: Kinesis events with no Records");
+    }
     for (i, r) in records.into_iter().enumerate() {
         let here = join(path, &format!("Records[{i}].kinesis.data"));
         let data = serde_json::from_str::<KinesisRecord>(r.get())
@@ -294,7 +304,7 @@ pub(super) fn kinesis(ctx: &mut Ctx, top: &super::Top, path: &str, depth: u8) {
 
 /// A Firehose HTTP-endpoint request body (or a Firehose transformation Lambda's input):
 /// `{"requestId":...,"records":[{"data":...}]}`.
-pub(super) fn firehose(ctx: &mut Ctx, top: &super::Top, path: &str, depth: u8, _inh: Inherited) {
+pub(super) fn firehose(ctx: &mut Ctx, top: &super::Top, path: &str, depth: u8) {
     let Some(records) = top.records else {
         return;
     };
@@ -305,6 +315,9 @@ pub(super) fn firehose(ctx: &mut Ctx, top: &super::Top, path: &str, depth: u8, _
             return;
         }
     };
+    if records.is_empty() {
+        ctx.skipped("EKS: Firehose bodies with no records");
+    }
     for (i, r) in records.into_iter().enumerate() {
         let here = join(path, &format!("records[{i}].data"));
         match serde_json::from_str::<DataRecord>(r.get())
@@ -318,13 +331,7 @@ pub(super) fn firehose(ctx: &mut Ctx, top: &super::Top, path: &str, depth: u8, _
 }
 
 /// One Firehose record on its own: `{"data":...}`.
-pub(super) fn firehose_record(
-    ctx: &mut Ctx,
-    top: &super::Top,
-    path: &str,
-    depth: u8,
-    _inh: Inherited,
-) {
+pub(super) fn firehose_record(ctx: &mut Ctx, top: &super::Top, path: &str, depth: u8) {
     let here = join(path, "data");
     match string(top.data) {
         Some(d) => decoded(ctx, &d, &here, depth),

@@ -380,10 +380,6 @@ struct Top<'a> {
     #[serde(borrow, default)]
     message_type: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    log_group: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    log_stream: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     log_events: Option<&'a RawValue>,
     #[serde(borrow, default)]
     awslogs: Option<&'a RawValue>,
@@ -392,15 +388,11 @@ struct Top<'a> {
     #[serde(borrow, default)]
     message: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    log_stream_name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     records: Option<&'a RawValue>,
     #[serde(rename = "Records", borrow, default)]
     records_upper: Option<&'a RawValue>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    kinesis: Option<&'a RawValue>,
     // GKE
     #[serde(borrow, default)]
     proto_payload: Option<&'a RawValue>,
@@ -476,6 +468,21 @@ impl Ctx<'_, '_> {
             self.malformed(format!("{}wrappers nested too deep", at(path)));
             return;
         }
+        if v.get().starts_with('[') && depth == 0 {
+            // A whole export on one line (`jq -c . gke.json`): its elements are the records.
+            match array(v, "the array") {
+                Ok(items) => {
+                    if items.is_empty() {
+                        self.skipped("empty JSON arrays");
+                    }
+                    for (i, it) in items.into_iter().enumerate() {
+                        self.value(it, &format!("{path}[{i}]"), depth + 1, inh, nested);
+                    }
+                }
+                Err(e) => self.malformed(format!("{}{e}", at(path))),
+            }
+            return;
+        }
         if !v.get().starts_with('{') {
             self.malformed(format!("{}not a JSON object", at(path)));
             return;
@@ -545,11 +552,11 @@ impl Ctx<'_, '_> {
         }
         match shape {
             Shape::Native | Shape::Unknown | Shape::RecordsNotArray => {}
-            Shape::EksPayload => eks::payload(self, v, &top, path, depth),
+            Shape::EksPayload => eks::payload(self, v, path),
             Shape::EksLambda => eks::lambda(self, &top, path, depth),
             Shape::EksKinesis => eks::kinesis(self, &top, path, depth),
-            Shape::EksFirehose => eks::firehose(self, &top, path, depth, inh),
-            Shape::EksFirehoseRecord => eks::firehose_record(self, &top, path, depth, inh),
+            Shape::EksFirehose => eks::firehose(self, &top, path, depth),
+            Shape::EksFirehoseRecord => eks::firehose_record(self, &top, path, depth),
             Shape::EksOutput => eks::output(self, &top, path, inh),
             Shape::EksEvent => eks::event(self, v, path, inh),
             Shape::Gke => gke::entry(self, v, path),
@@ -705,7 +712,6 @@ fn classify(t: &Top) -> Shape {
         // An Event without `kind` (old logs, hand-written ones).
         return Shape::Native;
     }
-    let _ = (t.log_group, t.log_stream, t.log_stream_name, t.kinesis);
     Shape::Unknown
 }
 
@@ -770,7 +776,18 @@ mod tests {
             matches!(&got[..], [Piece::Malformed(r)] if r.starts_with("not an audit Event")),
             "{got:?}"
         );
+        // A whole export on one line: each element is a record.
         let got = u.unwrap_record(b"[1,2]");
+        assert!(
+            matches!(&got[..], [Piece::Malformed(a), Piece::Malformed(b)]
+                if a == "[0]: not a JSON object" && b == "[1]: not a JSON object"),
+            "{got:?}"
+        );
+        let got = u.unwrap_record(br#"[{"category":"guard"}]"#);
+        assert!(matches!(&got[..], [Piece::Skipped(_)]), "{got:?}");
+        let got = u.unwrap_record(b"[]");
+        assert!(matches!(&got[..], [Piece::Skipped(_)]), "{got:?}");
+        let got = u.unwrap_record(b"7");
         assert!(
             matches!(&got[..], [Piece::Malformed(r)] if r == "not a JSON object"),
             "{got:?}"
