@@ -733,6 +733,28 @@ mod tests {
     }
 
     #[test]
+    fn escaped_write_verbs() {
+        for (line, want) in [
+            (
+                &br#"{"message":"{\"verb\":\"create\",\"objectRef\":{}}"}"#[..],
+                true,
+            ),
+            (br#"{"log":"{\"verb\" : \"patch\"}"}"#, true),
+            (br#"{"log":"{\"verb\":\"get\"}"}"#, false),
+            (br#"{"log":"{\"verb\":\"creates\"}"}"#, false),
+            (br#"{"verb":"create"}"#, false),
+            (br#"{"log":"{\"verb\":"#, false),
+        ] {
+            assert_eq!(
+                may_be_escaped(line, WRITE_VERBS),
+                want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
     fn write_verbs_pass_the_second_stage() {
         for (line, want) in [
             (
