@@ -22,19 +22,9 @@ pub fn cluster_of_resource_id(id: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Record<'a> {
-    #[serde(borrow, default)]
-    category: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    properties: Option<&'a RawValue>,
-    #[serde(default, alias = "ResourceId")]
-    resource_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Properties<'a> {
+/// `properties` of a diagnostic record: only `log` is read.
+#[derive(Deserialize, Default)]
+pub(super) struct Properties<'a> {
     #[serde(borrow, default)]
     log: Option<&'a RawValue>,
 }
@@ -53,24 +43,20 @@ pub(super) fn hub(ctx: &mut Ctx, top: &super::Top, path: &str) {
                 } else {
                     format!("{path}.records[{i}]")
                 };
-                record(ctx, r, &here);
+                match serde_json::from_str::<super::Top>(r.get()) {
+                    Ok(top) => record(ctx, &top, &here),
+                    Err(e) => ctx.malformed(format!("AKS {here}: not a diagnostic record: {e}")),
+                }
             }
         }
         Err(e) => ctx.malformed(format!("AKS {e}")),
     }
 }
 
-/// One diagnostic record.
-pub(super) fn record(ctx: &mut Ctx, v: &RawValue, path: &str) {
+/// One diagnostic record, already read into its classifying keys.
+pub(super) fn record(ctx: &mut Ctx, top: &super::Top, path: &str) {
     let name = if path.is_empty() { "record" } else { path };
-    let r: Record = match serde_json::from_str(v.get()) {
-        Ok(r) => r,
-        Err(e) => {
-            ctx.malformed(format!("AKS {name}: not a diagnostic record: {e}"));
-            return;
-        }
-    };
-    let Some(category) = string(r.category) else {
+    let Some(category) = string(top.category) else {
         ctx.malformed(format!("AKS {name}: category is missing or not a string"));
         return;
     };
@@ -82,11 +68,7 @@ pub(super) fn record(ctx: &mut Ctx, v: &RawValue, path: &str) {
         ));
         return;
     }
-    let log = r
-        .properties
-        .and_then(|p| serde_json::from_str::<Properties>(p.get()).ok())
-        .and_then(|p| p.log);
-    let Some(log) = log else {
+    let Some(log) = top.properties.as_ref().and_then(|p| p.log) else {
         ctx.malformed(format!(
             "AKS {name}: {category} record without properties.log"
         ));
@@ -107,7 +89,9 @@ pub(super) fn record(ctx: &mut Ctx, v: &RawValue, path: &str) {
             return;
         }
     };
-    let cluster = r.resource_id.as_deref().and_then(cluster_of_resource_id);
+    let cluster = string(top.resource_id)
+        .as_deref()
+        .and_then(cluster_of_resource_id);
     ctx.out.push(Piece::Event {
         json,
         origin: Some(Origin::new(Cloud::Aks, cluster, here)),

@@ -67,8 +67,8 @@ struct Payload<'a> {
 }
 
 /// A subscription-filter payload.
-pub(super) fn payload(ctx: &mut Ctx, v: &RawValue, path: &str) {
-    let p: Payload = match serde_json::from_str(v.get()) {
+pub(super) fn payload(ctx: &mut Ctx, raw: &str, path: &str) {
+    let p: Payload = match serde_json::from_str(raw) {
         Ok(p) => p,
         Err(e) => {
             ctx.malformed(format!(
@@ -217,9 +217,24 @@ pub(super) fn output(ctx: &mut Ctx, top: &super::Top, path: &str, inh: Inherited
 }
 
 /// One CloudWatch event on its own (a line of `jq -c '.events[]'`, or of a subscription's
-/// `logEvents`).
-pub(super) fn event(ctx: &mut Ctx, v: &RawValue, path: &str, inh: Inherited) {
-    entry(ctx, v, path, inh.log_group, inh.log_stream);
+/// `logEvents`), already read into its classifying keys.
+pub(super) fn event(ctx: &mut Ctx, top: &super::Top, path: &str, inh: Inherited) {
+    let name = if path.is_empty() { "record" } else { path };
+    let Some(msg) = top.message else {
+        ctx.malformed(format!(
+            "EKS {name}: CloudWatch Logs event without a message"
+        ));
+        return;
+    };
+    let stream = string(top.log_stream_name);
+    let group = string(top.log_group_name);
+    message(
+        ctx,
+        msg,
+        &join(path, "message"),
+        group.as_deref().or(inh.log_group),
+        stream.as_deref().or(inh.log_stream),
+    );
 }
 
 #[derive(Deserialize)]

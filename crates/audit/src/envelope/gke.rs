@@ -200,8 +200,8 @@ fn prefix(path: &str) -> String {
 }
 
 /// One `LogEntry`.
-pub(super) fn entry(ctx: &mut Ctx, v: &serde_json::value::RawValue, path: &str) {
-    let e: Entry = match serde_json::from_str(v.get()) {
+pub(super) fn entry(ctx: &mut Ctx, raw: &str, path: &str) {
+    let e: Entry = match serde_json::from_str(raw) {
         Ok(e) => e,
         Err(err) => {
             ctx.malformed(format!("{}: invalid field: {err}", prefix(path)));

@@ -400,9 +400,17 @@ struct Top<'a> {
     log_name: Option<&'a RawValue>,
     #[serde(borrow, default)]
     insert_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    log_stream_name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    log_group_name: Option<&'a RawValue>,
     // AKS
     #[serde(borrow, default)]
     category: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    properties: Option<aks::Properties<'a>>,
+    #[serde(borrow, default, alias = "ResourceId")]
+    resource_id: Option<&'a RawValue>,
 }
 
 /// A JSON string's value, or `None` when the value is not a string.
@@ -426,32 +434,88 @@ impl Ctx<'_, '_> {
     }
 
     /// Every JSON value in `bytes` (one, or several back to back).
+    ///
+    /// Each object is read once, straight into the keys that classify it (wrapped events are
+    /// long strings full of escapes, and every pass over them counts); anything else, or an
+    /// object whose keys have unexpected types, takes the slower way through a raw value,
+    /// which finds where it ends and says what is wrong with it.
     fn values(&mut self, bytes: &[u8], path: &str, depth: u8, inh: Option<Inherited>) {
-        let mut it = serde_json::Deserializer::from_slice(bytes).into_iter::<&RawValue>();
+        let mut pos = 0usize;
         let mut n = 0usize;
         loop {
+            let skip = bytes[pos..]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+            pos += skip;
+            if pos >= bytes.len() {
+                break;
+            }
+            let here = if n == 0 && path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}[value {n}]")
+            };
+            let rest = &bytes[pos..];
+            n += 1;
+            if rest[0] == b'{' {
+                let mut it = serde_json::Deserializer::from_slice(rest).into_iter::<Top>();
+                if let Some(Ok(top)) = it.next() {
+                    let end = it.byte_offset();
+                    pos += end;
+                    match std::str::from_utf8(&rest[..end]) {
+                        Ok(raw) => self.classified(top, raw, &here, depth, inh),
+                        Err(e) => {
+                            let at = if here.is_empty() {
+                                String::new()
+                            } else {
+                                format!("{here}: ")
+                            };
+                            self.malformed(format!("{at}invalid UTF-8: {e}"));
+                        }
+                    }
+                    continue;
+                }
+            }
+            let mut it = serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();
             match it.next() {
-                None => break,
                 Some(Ok(v)) => {
-                    let here = if n == 0 && path.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{path}[value {n}]")
-                    };
+                    pos += it.byte_offset();
                     self.value(v, &here, depth, inh.unwrap_or_default(), inh.is_some());
-                    n += 1;
                 }
                 Some(Err(e)) => {
-                    let at = if path.is_empty() && n == 0 {
+                    let at = if here.is_empty() {
                         String::new()
                     } else {
-                        format!("{path}[value {n}]: ")
+                        format!("{here}: ")
                     };
                     self.malformed(format!("{at}invalid JSON: {e}"));
                     break;
                 }
+                None => break,
             }
         }
+    }
+
+    /// An object already read into its classifying keys (`raw` is its text).
+    fn classified(&mut self, top: Top, raw: &str, path: &str, depth: u8, inh: Option<Inherited>) {
+        if depth > MAX_DEPTH {
+            let at = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}: ")
+            };
+            self.malformed(format!("{at}wrappers nested too deep"));
+            return;
+        }
+        self.dispatch(
+            top,
+            raw,
+            path,
+            depth,
+            inh.unwrap_or_default(),
+            inh.is_some(),
+        );
     }
 
     /// One JSON value: classified by its top-level keys and handed to its cloud's module.
@@ -494,6 +558,27 @@ impl Ctx<'_, '_> {
                 return;
             }
         };
+        self.dispatch(top, v.get(), path, depth, inh, nested);
+    }
+
+    /// Hands a classified object to its cloud's module. `nested` is set inside a wrapper,
+    /// where native Events are what is expected.
+    fn dispatch(
+        &mut self,
+        top: Top,
+        raw: &str,
+        path: &str,
+        depth: u8,
+        inh: Inherited,
+        nested: bool,
+    ) {
+        let at = |p: &str| {
+            if p.is_empty() {
+                String::new()
+            } else {
+                format!("{p}: ")
+            }
+        };
         let forced = self.u.format.cloud();
         let shape = classify(&top);
         if shape == Shape::Native {
@@ -505,13 +590,13 @@ impl Ctx<'_, '_> {
                     path.into(),
                 );
                 self.out.push(Piece::Event {
-                    json: v.get().as_bytes().to_vec(),
+                    json: raw.as_bytes().to_vec(),
                     origin: Some(origin),
                 });
             } else if forced.is_none() {
                 // A native line in a stream of wrapped ones: the Event itself.
                 self.out.push(Piece::Event {
-                    json: v.get().as_bytes().to_vec(),
+                    json: raw.as_bytes().to_vec(),
                     origin: None,
                 });
             } else {
@@ -552,19 +637,19 @@ impl Ctx<'_, '_> {
         }
         match shape {
             Shape::Native | Shape::Unknown | Shape::RecordsNotArray => {}
-            Shape::EksPayload => eks::payload(self, v, path),
+            Shape::EksPayload => eks::payload(self, raw, path),
             Shape::EksLambda => eks::lambda(self, &top, path, depth),
             Shape::EksKinesis => eks::kinesis(self, &top, path, depth),
             Shape::EksFirehose => eks::firehose(self, &top, path, depth),
             Shape::EksFirehoseRecord => eks::firehose_record(self, &top, path, depth),
             Shape::EksOutput => eks::output(self, &top, path, inh),
-            Shape::EksEvent => eks::event(self, v, path, inh),
-            Shape::Gke => gke::entry(self, v, path),
+            Shape::EksEvent => eks::event(self, &top, path, inh),
+            Shape::Gke => gke::entry(self, raw, path),
             Shape::GkeOther => {
                 self.skipped("GKE: log entries without a protoPayload (not Cloud Audit Logs)")
             }
             Shape::AksHub => aks::hub(self, &top, path),
-            Shape::Aks => aks::record(self, v, path),
+            Shape::Aks => aks::record(self, &top, path),
         }
     }
 
