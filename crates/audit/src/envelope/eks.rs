@@ -12,7 +12,8 @@
 //!   payloads are health checks and are skipped;
 //! - the same payloads gzip-compressed and base64-encoded, as Lambda receives them
 //!   (`{"awslogs":{"data":...}}`), as a Lambda Kinesis trigger does (`{"Records":[{"kinesis":
-//!   {"data":...}}]}`), and as Firehose sends them to an HTTP endpoint (`{"requestId":...,
+//!   {"data":...}}]}`; `aws kinesis get-records` prints `{"Records":[{"Data":...}]}`), and as
+//!   Firehose sends them to an HTTP endpoint (`{"requestId":...,
 //!   "timestamp":...,"records":[{"data":...}]}`); the decoded data may hold several payloads
 //!   back to back, or (Firehose with message extraction) the bare Events;
 //! - Firehose-to-S3 objects: gzip members (read by the input layer) of payloads written back
@@ -285,11 +286,16 @@ struct DataRecord {
 
 #[derive(Deserialize)]
 struct KinesisRecord {
+    /// A Lambda Kinesis trigger event's record.
     #[serde(default)]
     kinesis: Option<DataRecord>,
+    /// `aws kinesis get-records` output's record.
+    #[serde(default, rename = "Data")]
+    data: Option<String>,
 }
 
-/// A Lambda Kinesis trigger event: `{"Records":[{"kinesis":{"data":...}}]}`.
+/// A Lambda Kinesis trigger event (`{"Records":[{"kinesis":{"data":...}}]}`), or what
+/// `aws kinesis get-records` prints (`{"Records":[{"Data":...}]}`).
 pub(super) fn kinesis(ctx: &mut Ctx, top: &super::Top, path: &str, depth: u8) {
     let Some(records) = top.records_upper else {
         return;
@@ -305,11 +311,17 @@ pub(super) fn kinesis(ctx: &mut Ctx, top: &super::Top, path: &str, depth: u8) {
         ctx.skipped("EKS: Kinesis events with no Records");
     }
     for (i, r) in records.into_iter().enumerate() {
-        let here = join(path, &format!("Records[{i}].kinesis.data"));
-        let data = serde_json::from_str::<KinesisRecord>(r.get())
-            .ok()
-            .and_then(|k| k.kinesis)
-            .and_then(|k| k.data);
+        let rec = serde_json::from_str::<KinesisRecord>(r.get()).ok();
+        let (here, data) = match rec {
+            Some(KinesisRecord {
+                data: Some(d),
+                kinesis: None,
+            }) => (join(path, &format!("Records[{i}].Data")), Some(d)),
+            other => (
+                join(path, &format!("Records[{i}].kinesis.data")),
+                other.and_then(|k| k.kinesis).and_then(|k| k.data),
+            ),
+        };
         match data {
             Some(d) => decoded(ctx, &d, &here, depth),
             None => ctx.malformed(format!("EKS {here}: missing, or not a string")),
@@ -357,6 +369,27 @@ pub(super) fn firehose_record(ctx: &mut Ctx, top: &super::Top, path: &str, depth
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::{InputFormat, Unwrapper};
+    use base64::Engine as _;
+
+    #[test]
+    fn kinesis_get_records_output() {
+        let payload = r#"{"messageType":"DATA_MESSAGE","logGroup":"/aws/eks/k/cluster","logStream":"kube-apiserver-audit-01","logEvents":[{"id":"1","timestamp":1,"message":"{\"kind\":\"Event\",\"verb\":\"get\"}"}]}"#;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(payload);
+        let rec = format!(
+            r#"{{"Records":[{{"SequenceNumber":"1","Data":"{b64}","PartitionKey":"p"}},{{"Data":7}}],"NextShardIterator":"x"}}"#
+        );
+        let got = Unwrapper::new(InputFormat::Auto, 1 << 20).unwrap_record(rec.as_bytes());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            matches!(&got[0], Piece::Event { origin: Some(o), .. } if o.cluster.as_deref() == Some("k")),
+            "{got:?}"
+        );
+        assert!(
+            matches!(&got[1], Piece::Malformed(r) if r == "EKS Records[1].kinesis.data: missing, or not a string"),
+            "{got:?}"
+        );
+    }
 
     #[test]
     fn log_groups_and_streams() {
