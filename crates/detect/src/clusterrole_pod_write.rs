@@ -285,7 +285,7 @@ fn actor(u: &UserInfo) -> Actor {
     Actor {
         username: u.username.as_ref().map(|s| s.to_string()),
         uid: u.uid.as_ref().map(|s| s.to_string()),
-        groups: u.groups.iter().flatten().map(|g| g.to_string()).collect(),
+        groups: Some(u.groups.iter().flatten().map(|g| g.to_string()).collect()),
     }
 }
 
@@ -370,7 +370,7 @@ pub fn base_alert(ev: &Event, opts: &RuleOptions) -> Alert {
         actor: ev.user.as_ref().map(actor).unwrap_or(Actor {
             username: None,
             uid: None,
-            groups: vec![],
+            groups: Some(vec![]),
         }),
         source_ips: ev
             .source_ips

@@ -314,6 +314,20 @@ Input: audit.k8s.io/v1 (or v1beta1) Events or EventLists, one per line (the log 
 format, or saved webhook batches), or one JSON document / array of Events spread over lines.
 Gzip files (also multi-member: rotated logs) are read as such whatever their name.
 
+Managed clusters' exports are read directly, told apart by their shape (--input-format auto),
+and mapped to the same Event, so every detection works on them:
+  EKS  CloudWatch Logs: `aws logs filter-log-events`/`get-log-events` JSON output, one event
+       per line, subscription payloads (DATA_MESSAGE; CONTROL_MESSAGE skipped), the same
+       gzip+base64 as Lambda ({\"awslogs\":{\"data\":...}}), Kinesis and Firehose (HTTP endpoint
+       bodies, S3 objects) deliver them. Cluster from the log group /aws/eks/NAME/cluster.
+  GKE  Cloud Audit Logs LogEntry records (`gcloud logging read --format json`, Log Router
+       exports): protoPayload mapped to the Event; GKE logs no groups, and alerts say so.
+  AKS  diagnostic records of category kube-audit or kube-audit-admin ({\"records\":[...]} from
+       Event Hubs, one record per line from Storage); bodies AKS skipped as too big are read
+       as absent, and alerts say so.
+Records holding no audit event (other log streams, services or categories) are counted per
+kind in the summary, not reported one by one.
+
 Stateful detection (--state FILE.db, --rbac-snapshot, or --stateful) keeps a model of the
 cluster's RBAC while reading: ClusterRoles, Roles and their bindings, seeded from snapshots and
 Kubernetes' bootstrap policy, updated by every create, update, patch (applied to the last known
@@ -337,6 +351,12 @@ Examples:
   kubeward detect --format json audit.log | jq -r '.role'
   kubeward detect --exit-code 1 --cluster prod audit.log   fail a CI job on any alert
   kubeward detect --state kw.db --rbac-snapshot rbac.yaml audit.log   stateful, resumable
+  aws logs filter-log-events --log-group-name /aws/eks/prod/cluster \\
+      --log-stream-name-prefix kube-apiserver-audit --output json > eks.json
+  kubeward detect --cluster prod eks.json                  EKS (the output names no log group)
+  gcloud logging read 'resource.type=\"k8s_cluster\" AND protoPayload.serviceName=\"k8s.io\"' \\
+      --format json > gke.json && kubeward detect gke.json     GKE
+  kubeward detect insights-logs-kube-audit-admin/          AKS Storage export (PT1H.json blobs)
 
 Every line is accounted for. Lines that cannot hold a ClusterRole write (no `clusterroles`, or
 no create/update/patch verb; stateful: no `role`, or no create/update/patch/delete/
@@ -353,6 +373,33 @@ pub enum Format {
     Text,
     /// One JSON object per alert per line.
     Json,
+}
+
+/// How to read input records (`--input-format`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputFormatArg {
+    /// Tell each input (and each record) by its shape.
+    Auto,
+    /// Native audit.k8s.io Events and EventLists (the API server's log or webhook).
+    K8s,
+    /// EKS: CloudWatch Logs output, subscription payloads, Lambda/Kinesis/Firehose bodies.
+    Eks,
+    /// GKE: Cloud Audit Logs LogEntry records (gcloud logging read, Log Router exports).
+    Gke,
+    /// AKS: Azure diagnostic records (Event Hubs bodies, Storage blobs).
+    Aks,
+}
+
+impl From<InputFormatArg> for audit::InputFormat {
+    fn from(f: InputFormatArg) -> Self {
+        match f {
+            InputFormatArg::Auto => audit::InputFormat::Auto,
+            InputFormatArg::K8s => audit::InputFormat::K8s,
+            InputFormatArg::Eks => audit::InputFormat::Eks,
+            InputFormatArg::Gke => audit::InputFormat::Gke,
+            InputFormatArg::Aks => audit::InputFormat::Aks,
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -379,9 +426,16 @@ pub struct DetectArgs {
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
 
-    /// Label every alert with this cluster name.
+    /// Label every alert with this cluster name. Records that name their cluster (EKS log
+    /// group, GKE resource label, AKS resource ID) keep their own name.
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
+
+    /// What the inputs hold: auto tells each input by its first record, and each record by
+    /// its own keys (native Events take the fast path unchanged); k8s, eks, gke or aks reads
+    /// only that shape and reports anything else as malformed.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = InputFormatArg::Auto)]
+    pub input_format: InputFormatArg,
 
     /// The cluster's Kubernetes version (e.g. 1.34). From 1.35 on, `get` on pods/exec,
     /// pods/attach and pods/portforward no longer opens a stream, so it stops counting as pod

@@ -9,6 +9,8 @@ mod util;
 mod alerts;
 #[path = "cli/corpus.rs"]
 mod corpus;
+#[path = "cli/envelopes.rs"]
+mod envelopes;
 #[path = "cli/git.rs"]
 mod git;
 #[path = "cli/inputs.rs"]
