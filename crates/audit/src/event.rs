@@ -259,8 +259,18 @@ impl<'a> Event<'a> {
 
     /// Whether the request was a dry run: `dryRun=All` in the query string of `requestURI`
     /// (the only value the API server accepts; the parameter may repeat).
+    ///
+    /// GKE's Cloud Audit Logs have no request URI; they label dry runs
+    /// `command.gke.io/dryRun` (an annotation once unwrapped), which counts too.
     pub fn is_dry_run(&self) -> bool {
         self.request_uri.as_deref().is_some_and(uri_is_dry_run)
+            || self.annotations.is_some_and(|a| {
+                // The substring test spares decoding the map of almost every event.
+                a.get().contains(GKE_DRY_RUN)
+                    && self
+                        .annotation(GKE_DRY_RUN)
+                        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "All")
+            })
     }
 
     /// A named annotation's value.
@@ -271,6 +281,9 @@ impl<'a> Event<'a> {
         map.get(key).map(|v| v.to_string())
     }
 }
+
+/// The label (annotation, once unwrapped) GKE puts on dry-run requests.
+pub const GKE_DRY_RUN: &str = "command.gke.io/dryRun";
 
 /// Whether a request URI's query string holds `dryRun=All`.
 pub fn uri_is_dry_run(uri: &str) -> bool {

@@ -2,6 +2,7 @@
 //! exports write it), and directories of them; resuming a plain file where an earlier run
 //! stopped ([`open_at`]), and recognising that it is still the same file ([`fingerprint`]).
 
+use crate::envelope::{sniff_head, HeadShape};
 use crate::framing::{sniff, Chunk, Framing, LineChunker, MappedLineChunker, ValueChunker};
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
@@ -120,6 +121,9 @@ pub struct Opened {
     pub gzip: bool,
     /// How records are delimited.
     pub framing: Framing,
+    /// What the first record looks like: native, or a managed cluster's wrapper (decides the
+    /// path records take under `--input-format auto`).
+    pub shape: HeadShape,
     /// Size on disk, when known (for progress). The whole file's, also when reading starts
     /// at [`start_offset`](Self::start_offset).
     pub size: Option<u64>,
@@ -192,6 +196,7 @@ pub fn open_at(spec: &InputSpec, opts: ReadOptions, offset: u64) -> Result<Opene
     }
     let start_offset = if bom { 3 } else { resume };
     let framing = sniff(&head);
+    let shape = sniff_head(&head);
     if let (InputSpec::File(p), false, Framing::Lines, true) = (spec, gzip, framing, opts.mmap) {
         if size.is_some_and(|s| s >= MMAP_MIN) {
             // Map from the start offset again: the head read above was only for sniffing.
@@ -204,6 +209,7 @@ pub fn open_at(spec: &InputSpec, opts: ReadOptions, offset: u64) -> Result<Opene
                 ),
                 gzip,
                 framing,
+                shape,
                 size,
                 start_offset,
             });
@@ -227,6 +233,7 @@ pub fn open_at(spec: &InputSpec, opts: ReadOptions, offset: u64) -> Result<Opene
         chunks,
         gzip,
         framing,
+        shape,
         size,
         start_offset,
     })

@@ -1,5 +1,7 @@
 //! The Kubernetes audit log as kubeward reads it.
 //!
+//! - [`envelope`]: managed-cluster exports (EKS CloudWatch Logs, GKE Cloud Audit Logs, AKS
+//!   diagnostic records) taken apart into native Events.
 //! - [`event`]: the `audit.k8s.io` Event, borrowed from the input bytes, and record parsing
 //!   (Event or EventList per record).
 //! - [`framing`]: cutting inputs into chunks of whole records (JSON lines, or JSON documents
@@ -12,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod envelope;
 pub mod event;
 pub mod framing;
 pub mod head;
@@ -20,6 +23,7 @@ pub mod needle;
 pub mod scan;
 pub mod time;
 
+pub use envelope::{Cloud, HeadShape, InputFormat, Origin, Piece, Unwrapper};
 pub use event::{
     parse_head, parse_record, Event, EventHead, ObjectRef, Record, RecordError, ResponseStatus,
     Text, UserInfo,

@@ -41,6 +41,8 @@ fn engine(prefilter: bool) -> Engine {
             prefilter,
             max_record: 1 << 20,
             stateful: false,
+            input_format: audit::InputFormat::Auto,
+            envelopes: false,
         },
         Suppressions::new(&Config::default()),
     )

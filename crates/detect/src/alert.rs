@@ -140,8 +140,9 @@ pub struct Actor {
     pub username: Option<String>,
     /// UID, when the authenticator gives one.
     pub uid: Option<String>,
-    /// Groups as authenticated.
-    pub groups: Vec<String>,
+    /// Groups as authenticated; `None` when the log does not record them (GKE), which is
+    /// not the same as no groups.
+    pub groups: Option<Vec<String>>,
 }
 
 /// One thing the role lets its holders do to pods.
@@ -168,9 +169,13 @@ pub struct Location {
     pub path: String,
     /// 1-based line where the record starts.
     pub line: u64,
-    /// For EventList records: the item's 0-based index.
+    /// For EventList records: the item's 0-based index; for a managed cluster's record
+    /// holding several events, the event's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
+    /// The managed cluster's export the event was unwrapped from: `eks`, `gke` or `aks`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'static str>,
 }
 
 /// An alert.
@@ -244,4 +249,31 @@ pub struct Alert {
     /// Name of the suppression that matched, for suppressed alerts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressed_by: Option<String>,
+}
+
+impl Alert {
+    /// Adds what a managed cluster's wrapper told about the event: the cluster's name (the
+    /// log's own, which wins over `--cluster`: a stream can mix clusters), that the groups are
+    /// unknown (GKE), and the wrapper's caveats.
+    pub fn apply_origin(&mut self, o: &audit::Origin) {
+        if let Some(c) = &o.cluster {
+            self.cluster = Some(c.clone());
+        }
+        if o.groups_unknown {
+            let unknown = |a: &mut Actor| {
+                if a.groups.as_ref().is_none_or(Vec::is_empty) {
+                    a.groups = None;
+                }
+            };
+            unknown(&mut self.actor);
+            if let Some(i) = self.impersonated_user.as_mut() {
+                unknown(i);
+            }
+            self.notes.push(format!(
+                "{} audit logs record no group list: the actor's groups are unknown (groups: null), not empty; suppressions by group cannot match",
+                o.cloud.as_str().to_uppercase()
+            ));
+        }
+        self.notes.extend(o.notes.iter().cloned());
+    }
 }

@@ -7,6 +7,7 @@ use crate::alert::{Alert, RulesSource};
 use crate::clusterrole_pod_write::{self, RuleOptions};
 use audit::Event;
 use rbac::patch::{detect_kind, PatchKind};
+use rbac::podwrite::{role_pod_write, PodWriteGrant, PodWriteOptions};
 use rbac::ObjKind;
 use serde_json::Value;
 
@@ -53,6 +54,9 @@ pub struct Change {
     pub verb: String,
     /// The event's time as logged.
     pub time: Option<String>,
+    /// The same, normalised (UTC, microseconds) as the state file keeps it; empty when the
+    /// event has no readable time.
+    pub time_text: String,
     /// The same, in nanoseconds since the epoch.
     pub time_ns: Option<i128>,
     /// `metadata.resourceVersion` of the returned object (or objectRef's), as a number.
@@ -76,6 +80,47 @@ pub struct ParsedObject {
     pub binding: Option<rbac::Binding>,
     /// Compact JSON text (for the state file).
     pub text: String,
+    /// For a role: each rule's JSON text as logged, in the order of `role.rules` (empty when
+    /// the two cannot be matched up; then the text is re-made from the parsed rule).
+    pub rule_texts: Vec<String>,
+    /// For a role: the pod write its own rules grant, when the workers computed it.
+    pub grants: Option<Vec<PodWriteGrant>>,
+    /// Hash of `text`, to recognise an object stored again unchanged.
+    pub text_hash: u64,
+}
+
+impl ParsedObject {
+    /// Computes the pod write the role's own rules grant. Done on the workers so that the
+    /// single tracker thread only compares.
+    pub fn with_grants(mut self, opts: PodWriteOptions) -> ParsedObject {
+        if let Some(r) = &self.role {
+            self.grants = Some(role_pod_write(&r.rules, opts));
+        }
+        self
+    }
+}
+
+/// A hash of an object's text, compared only within one process (never stored).
+pub(crate) fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Each rule's JSON text as logged, when the rules list lines up with the parsed one.
+fn rule_texts(text: &str, n: usize) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct RulesOnly<'a> {
+        #[serde(borrow, default)]
+        rules: Option<Vec<&'a serde_json::value::RawValue>>,
+    }
+    serde_json::from_str::<RulesOnly>(text)
+        .ok()
+        .and_then(|r| r.rules)
+        .filter(|r| r.len() == n)
+        .map(|r| r.iter().map(|x| x.get().to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// Reads one object (JSON text) with the snapshot loader, so state, snapshots and live reads
@@ -94,10 +139,18 @@ pub fn parse_object(text: &str) -> Result<ParsedObject, String> {
     if s.roles.len() + s.bindings.len() != 1 {
         return Err("not one RBAC object".into());
     }
+    let role = s.roles.pop();
+    let rule_texts = role
+        .as_ref()
+        .map(|r| rule_texts(text, r.rules.len()))
+        .unwrap_or_default();
     Ok(ParsedObject {
-        role: s.roles.pop(),
+        role,
         binding: s.bindings.pop(),
         text: text.to_string(),
+        rule_texts,
+        grants: None,
+        text_hash: text_hash(text),
     })
 }
 
@@ -147,7 +200,7 @@ pub fn extract(ev: &Event, opts: &RuleOptions) -> Option<Change> {
         return None;
     }
     notes.extend(group_note);
-    let (body, head) = body_of(ev, kind, verb);
+    let (body, head) = body_of(ev, kind, verb, opts.pod_write);
     let meta = head.as_ref().and_then(|(_, m)| m.as_ref());
     let body_name = meta
         .and_then(|m| m.name.as_deref())
@@ -195,12 +248,16 @@ pub fn extract(ev: &Event, opts: &RuleOptions) -> Option<Change> {
     let mut base = clusterrole_pod_write::base_alert(ev, opts);
     base.notes = notes;
     let time = ev.time().map(str::to_string);
+    let time_ns = time.as_deref().and_then(audit::time::parse_rfc3339);
     Some(Change {
         kind,
         namespace,
         name,
         verb: verb.to_string(),
-        time_ns: time.as_deref().and_then(audit::time::parse_rfc3339),
+        time_ns,
+        time_text: time_ns
+            .map(audit::time::format_utc_micros)
+            .unwrap_or_default(),
         time,
         resource_version,
         body,
@@ -214,7 +271,12 @@ type Head<'a> = Option<(RulesSource, Option<BodyMeta<'a>>)>;
 
 /// Reads what the event's bodies say about the object after the change. Whole objects are
 /// decoded into RBAC types straight from the text; only patches become generic JSON values.
-fn body_of<'a>(ev: &Event<'a>, kind: ObjKind, verb: &str) -> (Body, Head<'a>) {
+fn body_of<'a>(
+    ev: &Event<'a>,
+    kind: ObjKind,
+    verb: &str,
+    pod_write: PodWriteOptions,
+) -> (Body, Head<'a>) {
     let mut reason = String::from("no request or response body was logged (metadata level)");
     let whole = |raw: &'a serde_json::value::RawValue, source: RulesSource| {
         let text = raw.get();
@@ -229,7 +291,7 @@ fn body_of<'a>(ev: &Event<'a>, kind: ObjKind, verb: &str) -> (Body, Head<'a>) {
                     .and_then(|m| m.resource_version.as_deref()?.parse().ok());
                 Ok(Some((
                     Body::Object {
-                        object: parse_object(text).map(Box::new),
+                        object: parse_object(text).map(|p| Box::new(p.with_grants(pod_write))),
                         resource_version: rv,
                         source,
                     },

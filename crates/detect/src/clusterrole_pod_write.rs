@@ -285,7 +285,7 @@ fn actor(u: &UserInfo) -> Actor {
     Actor {
         username: u.username.as_ref().map(|s| s.to_string()),
         uid: u.uid.as_ref().map(|s| s.to_string()),
-        groups: u.groups.iter().flatten().map(|g| g.to_string()).collect(),
+        groups: Some(u.groups.iter().flatten().map(|g| g.to_string()).collect()),
     }
 }
 
@@ -370,7 +370,7 @@ pub fn base_alert(ev: &Event, opts: &RuleOptions) -> Alert {
         actor: ev.user.as_ref().map(actor).unwrap_or(Actor {
             username: None,
             uid: None,
-            groups: vec![],
+            groups: Some(vec![]),
         }),
         source_ips: ev
             .source_ips
@@ -424,15 +424,22 @@ pub fn newly_granted(after: &[PodWriteGrant], before: &[PodWriteGrant]) -> Vec<P
 pub fn fill(
     alert: &mut Alert,
     role: Option<String>,
-    rules: &[(String, PolicyRule)],
+    rules: &AlertRules<'_>,
     report: &[PodWriteGrant],
     opts: &RuleOptions,
 ) -> bool {
     if report.is_empty() {
         return false;
     }
-    let parsed: Vec<PolicyRule> = rules.iter().map(|(_, r)| r.clone()).collect();
-    let grants = role_pod_write(&parsed, opts.pod_write);
+    let parsed = rules.parsed;
+    let computed;
+    let grants = match rules.grants {
+        Some(g) => g,
+        None => {
+            computed = role_pod_write(parsed, opts.pod_write);
+            &computed
+        }
+    };
     let mut offending_idx: Vec<usize> = report.iter().map(|g| g.rule_index).collect();
     offending_idx.sort_unstable();
     offending_idx.dedup();
@@ -465,12 +472,12 @@ pub fn fill(
     alert.role = role;
     alert.offending_rules = offending_idx
         .iter()
-        .filter_map(|&i| rules.get(i))
-        .filter_map(|(raw, _)| RawValue::from_string(compact_json(raw)).ok())
+        .filter_map(|&i| rules.text(i))
+        .filter_map(|raw| RawValue::from_string(compact_json(&raw)).ok())
         .collect();
     alert.why = explain::why(report, sev);
-    alert.least_privilege_rules = explain::least_privilege(&parsed, opts.pod_write);
-    alert.grants = summarize(&grants);
+    alert.least_privilege_rules = explain::least_privilege(parsed, opts.pod_write);
+    alert.grants = summarize(grants);
     true
 }
 
@@ -481,12 +488,11 @@ pub fn evaluate(ev: &Event, opts: &RuleOptions) -> Option<Alert> {
         return None;
     }
     let found = role_rules(ev, &mut notes)?;
-    let rules: Vec<(String, PolicyRule)> = found
+    let (texts, parsed): (Vec<String>, Vec<PolicyRule>) = found
         .rules
         .into_iter()
         .map(|(raw, r)| (raw.get().to_string(), r))
-        .collect();
-    let parsed: Vec<PolicyRule> = rules.iter().map(|(_, r)| r.clone()).collect();
+        .unzip();
     let grants = role_pod_write(&parsed, opts.pod_write);
     let role = ev
         .object_ref
@@ -497,7 +503,39 @@ pub fn evaluate(ev: &Event, opts: &RuleOptions) -> Option<Alert> {
     let mut alert = base_alert(ev, opts);
     alert.notes = notes;
     alert.rules_source = found.source;
+    let rules = AlertRules {
+        parsed: &parsed,
+        texts: &texts,
+        grants: Some(&grants),
+    };
     fill(&mut alert, role, &rules, &grants, opts).then_some(alert)
+}
+
+/// A role's rules as [`fill`] reads them.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertRules<'a> {
+    /// The rules, parsed.
+    pub parsed: &'a [PolicyRule],
+    /// Each rule's JSON text as logged, in the same order; when the lengths differ the text
+    /// is made from the parsed rule.
+    pub texts: &'a [String],
+    /// The pod write the rules grant, if already computed.
+    pub grants: Option<&'a [PodWriteGrant]>,
+}
+
+impl AlertRules<'_> {
+    fn text(&self, i: usize) -> Option<std::borrow::Cow<'_, str>> {
+        if self.texts.len() == self.parsed.len() {
+            return self
+                .texts
+                .get(i)
+                .map(|t| std::borrow::Cow::Borrowed(t.as_str()));
+        }
+        let rule = self.parsed.get(i)?;
+        serde_json::to_string(rule)
+            .ok()
+            .map(std::borrow::Cow::Owned)
+    }
 }
 
 #[cfg(test)]

@@ -138,9 +138,10 @@ pub fn investigation(c: &Context) -> Vec<String> {
     ));
     out.push("With kubeward: every path to granting pod write (create or change cluster roles, escalate, bind, impersonate, create bindings), aggregation and system:masters included: kubeward rbac role-admins --live".to_string());
     out.push("Without kubeward: find who else can create or change cluster roles (and so could have made this change): kubectl get clusterroles -o json | jq -r '.items[] | select(any(.rules[]?; ((.apiGroups // []) | index(\"rbac.authorization.k8s.io\") or index(\"*\")) and ((.resources // []) | index(\"clusterroles\") or index(\"*\")) and ((.verbs // []) | index(\"create\") or index(\"update\") or index(\"patch\") or index(\"escalate\") or index(\"*\")))) | .metadata.name' — then list the bindings of each role found".to_string());
+    // The alert's link to the code change: the commit that gave the role pod write, its
+    // author, and every later change to the role or its bindings.
     out.push(format!(
-        "If RBAC manifests live in Git, find the commit that introduced the role: git log --all --format='%h %an <%ae> %ad %s' -S {} -- '*.yaml' '*.yml' '*.json'",
-        sh(&format!("name: {}", c.role))
+        "If RBAC manifests live in Git, find the commit that gave the role pod write, who made it, and every later change to it or its bindings (run in the repository): kubeward git --role {role}"
     ));
     out
 }
@@ -276,6 +277,9 @@ mod tests {
         assert!(steps
             .iter()
             .any(|s| s.ends_with("kubeward rbac role-admins --live")));
+        assert!(steps
+            .iter()
+            .any(|s| s.ends_with(&format!("kubeward git --role {quoted}"))));
         // The raw name never appears unquoted in a command.
         assert!(
             steps.iter().all(|s| !s.contains(" it's-a-role")),

@@ -20,6 +20,6 @@ pub mod state;
 pub mod suppress;
 
 pub use alert::{Alert, Severity};
-pub use engine::{ChunkReport, Collector, Engine, EngineOptions, Output, Tally};
+pub use engine::{ChunkReport, Collector, Engine, EngineOptions, Output, Tally, Unwrapped};
 pub use state::{Reported, StateError, Tracker, TrackerStats};
 pub use suppress::{Config, ConfigError, Suppressions};

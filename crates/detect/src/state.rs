@@ -24,9 +24,9 @@ use crate::alert::{
     AggregatorGain, Alert, Location, PreviousState, RecentChange, RulesSource, Severity,
     SubjectGain,
 };
-use crate::change::{parse_object, Body, Change, ParsedObject};
+use crate::change::{parse_object, text_hash, Body, Change, ParsedObject};
 use crate::clusterrole_pod_write::{
-    fill, newly_granted, severity_of, summarize, RuleOptions, RBAC_GROUP,
+    fill, newly_granted, severity_of, summarize, AlertRules, RuleOptions, RBAC_GROUP,
 };
 use crate::explain::sh;
 use crate::suppress::Suppressions;
@@ -127,13 +127,9 @@ struct Meta {
     /// Hash of the stored JSON text, to skip rewriting an object that did not change (a log
     /// that re-creates or re-applies the same object thousands of times).
     text_hash: Option<u64>,
-}
-
-fn text_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
+    /// For a role held in full: the pod write its own rules grant (computed by the workers),
+    /// so that the next change of it compares without recomputing.
+    grants: Option<std::sync::Arc<Vec<PodWriteGrant>>>,
 }
 
 /// A whole object read now (a patch result, or a body the workers did not decode).
@@ -238,6 +234,7 @@ impl Tracker {
                     assumed: false,
                     seeded: o.audit_id.starts_with(SNAPSHOT_PREFIX),
                     text_hash: (!null).then(|| text_hash(&o.json)),
+                    grants: None,
                 },
             );
             model.stats.loaded += 1;
@@ -443,31 +440,6 @@ fn binding_json(b: &Binding) -> Value {
     })
 }
 
-/// The role's rules as logged (for `offending_rules`), each with its parsed form; the text
-/// of a rule is re-made from the parsed form only if the two disagree.
-fn logged_rules(text: &str, parsed: &[PolicyRule]) -> Vec<(String, PolicyRule)> {
-    #[derive(serde::Deserialize)]
-    struct RulesOnly<'a> {
-        #[serde(borrow, default)]
-        rules: Option<Vec<&'a serde_json::value::RawValue>>,
-    }
-    let raw = serde_json::from_str::<RulesOnly>(text)
-        .ok()
-        .and_then(|r| r.rules)
-        .filter(|r| r.len() == parsed.len());
-    match raw {
-        Some(raw) => raw
-            .iter()
-            .zip(parsed)
-            .map(|(r, p)| (r.get().to_string(), p.clone()))
-            .collect(),
-        None => parsed
-            .iter()
-            .map(|p| (serde_json::to_string(p).unwrap_or_default(), p.clone()))
-            .collect(),
-    }
-}
-
 fn is_broad(s: &Subject) -> bool {
     s.kind == "Group" && BROAD_GROUPS.contains(&s.name.as_str())
 }
@@ -578,11 +550,7 @@ impl Model {
                 );
                 format!("no-audit-id:{:016x}", text_hash(&facts))
             });
-        let time = ch
-            .time
-            .as_deref()
-            .and_then(audit::time::normalize)
-            .unwrap_or_default();
+        let time = std::mem::take(&mut ch.time_text);
         let mut record = ChangeRecord {
             seq: 0,
             audit_id: audit_id.clone(),
@@ -700,6 +668,7 @@ impl Model {
             prev_state,
             stale,
             assumed: prev.as_ref().is_some_and(|m| m.assumed),
+            prev_grants: prev.as_ref().and_then(|m| m.grants.clone()),
         };
         let mut alerts = match ch.kind {
             ObjKind::ClusterRole | ObjKind::Role => self.role_change(&ctx, &outcome),
@@ -714,7 +683,7 @@ impl Model {
         } else {
             match &outcome {
                 Outcome::Known(_, p) => {
-                    let hash = text_hash(&p.text);
+                    let hash = p.text_hash;
                     let same = prev.as_ref().is_some_and(|m| {
                         !m.deleted && m.unknown_since.is_none() && m.text_hash == Some(hash)
                     });
@@ -745,6 +714,7 @@ impl Model {
                             rv: ch.resource_version,
                             time_ns: ch.time_ns,
                             text_hash: Some(hash),
+                            grants: p.grants.clone().map(std::sync::Arc::new),
                             ..Meta::default()
                         },
                     );
@@ -978,12 +948,20 @@ impl Model {
             }
             Outcome::Known(source, p) => {
                 let parsed: &[PolicyRule] = after.map_or(&[], |r| r.rules.as_slice());
-                let after_grants = self.grants(parsed);
-                let mut report = match (c.prev_state, before) {
-                    (PreviousState::Known, Some(b)) => {
-                        newly_granted(&after_grants, &self.grants(&b.rules))
+                let computed;
+                let after_grants: &[PodWriteGrant] = match &p.grants {
+                    Some(g) => g,
+                    None => {
+                        computed = self.grants(parsed);
+                        &computed
                     }
-                    _ => after_grants.clone(),
+                };
+                let mut report = match (c.prev_state, before) {
+                    (PreviousState::Known, Some(b)) => match &c.prev_grants {
+                        Some(g) => newly_granted(after_grants, g),
+                        None => newly_granted(after_grants, &self.grants(&b.rules)),
+                    },
+                    _ => after_grants.to_vec(),
                 };
                 // The aggregation controller writes into an aggregating role the rules its
                 // selectors pick; what the model already had from them is not news.
@@ -1007,7 +985,11 @@ impl Model {
                 if report.is_empty() {
                     return None;
                 }
-                let rules = logged_rules(&p.text, parsed);
+                let rules = AlertRules {
+                    parsed,
+                    texts: &p.rule_texts,
+                    grants: Some(after_grants),
+                };
                 let mut a = c.ch.base.clone();
                 a.rules_source = *source;
                 if !fill(&mut a, Some(name.to_string()), &rules, &report, &self.opts) {
@@ -1501,12 +1483,12 @@ impl Model {
         current: &str,
     ) -> Result<(Vec<RecentChange>, u64), StateError> {
         let since = t - RECENT_WINDOW_NS;
-        let since_text = audit::time::format_utc_micros(since);
         let covered = self
             .actors
             .get(user)
             .is_some_and(|l| l.complete_from <= since);
         if !covered {
+            let since_text = audit::time::format_utc_micros(since);
             if self.actors.contains_key(user) {
                 // Older than what memory holds (a late event): ask the history directly.
                 let (rows, total) =
@@ -1613,4 +1595,6 @@ struct Ctx<'a> {
     prev_state: PreviousState,
     stale: bool,
     assumed: bool,
+    /// The pod write of the previous version's own rules, when cached.
+    prev_grants: Option<std::sync::Arc<Vec<PodWriteGrant>>>,
 }

@@ -173,7 +173,7 @@ impl Suppressions {
                     .is_none_or(|g| a.actor.username.as_deref().is_some_and(|u| glob(g, u)))
                 && s.group
                     .as_deref()
-                    .is_none_or(|g| a.actor.groups.iter().any(|x| glob(g, x)))
+                    .is_none_or(|g| a.actor.groups.iter().flatten().any(|x| glob(g, x)))
                 && s.role
                     .as_deref()
                     .is_none_or(|g| a.role.as_deref().is_some_and(|r| glob(g, r)));

@@ -26,6 +26,8 @@ fn engine(prefilter: bool) -> Engine {
             prefilter,
             max_record: 1 << 20,
             stateful: false,
+            input_format: audit::InputFormat::Auto,
+            envelopes: false,
         },
         Suppressions::new(&Config::default()),
     )
@@ -55,6 +57,7 @@ fn run(engine: &Engine, input: &[u8], chunk_size: usize) -> Run {
                     rel_line,
                     item,
                     alert,
+                    ..
                 } => {
                     let line = base + rel_line;
                     assert!(

@@ -547,6 +547,7 @@ fn changes(lines: &[String]) -> Vec<(Change, Location)> {
                 path: "gen.jsonl".into(),
                 line: i as u64 + 1,
                 item: None,
+                format: None,
             };
             extract(&ev, &opts).map(|c| (c, at))
         })

@@ -26,6 +26,120 @@ pub enum Command {
     /// deliver alerts (file, stdout, HTTP, Slack, Falco).
     #[command(long_about = SERVE_ABOUT, after_help = SERVE_AFTER)]
     Serve(Box<serve::ServeArgs>),
+    /// Walk a Git history: which commits gave roles pod write, bound them, or fed them into
+    /// edit/admin, and who made them.
+    #[command(long_about = crate::git_cmd::ABOUT, after_help = crate::git_cmd::AFTER)]
+    Git(GitArgs),
+    /// Check manifests in a working tree (for CI): every role granting pod write and every
+    /// binding of one; text, JSON or SARIF; baselines.
+    #[command(long_about = crate::scan_cmd::ABOUT, after_help = crate::scan_cmd::AFTER)]
+    Scan(ScanArgs),
+}
+
+/// Output formats of `kubeward git`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GitFormat {
+    /// A block per commit, for reading.
+    Text,
+    /// One finding per line (JSON Lines), for jq.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct GitArgs {
+    /// The repository (any directory inside it; a bare repository works too).
+    #[arg(value_name = "REPO", default_value = ".")]
+    pub repo: PathBuf,
+
+    /// Only commits committed at or after this time: YYYY-MM-DD (UTC), RFC 3339, or seconds
+    /// since 1970. The tree just before is read in full, so changes are judged against it.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+
+    /// The commit to walk back from (a branch, tag, id, HEAD~10), or a range A..B: the
+    /// commits reachable from B and not from A, e.g. origin/main..HEAD for a pull request.
+    #[arg(long, value_name = "RANGE", default_value = "HEAD")]
+    pub rev: String,
+
+    /// Only manifests under these paths or matching these globs (`*` stays in one directory,
+    /// `**` crosses them): --paths deploy/ --paths 'charts/**/rbac*.yaml'.
+    #[arg(long, value_name = "GLOB", num_args = 1..)]
+    pub paths: Vec<String>,
+
+    /// Where did this role come from: the commit that first gave it pod write, and every
+    /// later change to its rules or its bindings (deletions included).
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
+
+    /// Also visit the commits of merged branches (default: first parents only, as
+    /// `git log --first-parent`, so a merged branch shows as its merge commit).
+    #[arg(long)]
+    pub all_parents: bool,
+
+    /// Output format: text (a block per commit) or json (one finding per line, for jq)
+    /// [default: text on a terminal, json otherwise].
+    #[arg(long, value_enum, hide_possible_values = true)]
+    pub format: Option<GitFormat>,
+
+    /// List every skipped file (Helm templates, Kustomize patches, non-manifests, files that
+    /// do not parse) with its first reason, on stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Exit with N when anything was found (for CI: --rev origin/main..HEAD --exit-code 1).
+    #[arg(long, value_name = "N")]
+    pub exit_code: Option<u8>,
+
+    /// The cluster's Kubernetes version (e.g. 1.34): from 1.35 on, `get` on pods/exec no
+    /// longer counts as pod write. Unknown (the default) assumes an older cluster.
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
+}
+
+/// Output formats of `kubeward scan`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    /// `FILE:LINE: what`, one line per finding.
+    Text,
+    /// One finding per line (JSON Lines), for jq.
+    Json,
+    /// SARIF 2.1.0 (GitHub code scanning and other code-scanning UIs), one document.
+    Sarif,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Manifest files or directories (searched recursively for .yaml, .yml and .json).
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Output format: text (FILE:LINE: what), json (one finding per line, for jq) or sarif
+    /// (SARIF 2.1.0 for code-scanning UIs) [default: text on a terminal, json otherwise].
+    #[arg(long, value_enum, hide_possible_values = true)]
+    pub format: Option<ScanFormat>,
+
+    /// Exit with N when a finding is reported (after the baseline, if any).
+    #[arg(long, value_name = "N")]
+    pub exit_code: Option<u8>,
+
+    /// Accept the findings recorded in this file (see --write-baseline): only roles and
+    /// bindings that are new, or that grant more or to more subjects than recorded, are
+    /// reported.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Record today's findings in FILE (JSON; commit it) and report nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// List every skipped file and document with its reason, on stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// The cluster's Kubernetes version (e.g. 1.34): from 1.35 on, `get` on pods/exec no
+    /// longer counts as pod write. Unknown (the default) assumes an older cluster.
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
 }
 
 const SERVE_ABOUT: &str = "\
@@ -227,6 +341,20 @@ Input: audit.k8s.io/v1 (or v1beta1) Events or EventLists, one per line (the log 
 format, or saved webhook batches), or one JSON document / array of Events spread over lines.
 Gzip files (also multi-member: rotated logs) are read as such whatever their name.
 
+Managed clusters' exports are read directly, told apart by their shape (--input-format auto),
+and mapped to the same Event, so every detection works on them:
+  EKS  CloudWatch Logs: `aws logs filter-log-events`/`get-log-events` JSON output, one event
+       per line, subscription payloads (DATA_MESSAGE; CONTROL_MESSAGE skipped), the same
+       gzip+base64 as Lambda ({\"awslogs\":{\"data\":...}}), Kinesis and Firehose (HTTP endpoint
+       bodies, S3 objects) deliver them. Cluster from the log group /aws/eks/NAME/cluster.
+  GKE  Cloud Audit Logs LogEntry records (`gcloud logging read --format json`, Log Router
+       exports): protoPayload mapped to the Event; GKE logs no groups, and alerts say so.
+  AKS  diagnostic records of category kube-audit or kube-audit-admin ({\"records\":[...]} from
+       Event Hubs, one record per line from Storage); bodies AKS skipped as too big are read
+       as absent, and alerts say so.
+Records holding no audit event (other log streams, services or categories) are counted per
+kind in the summary, not reported one by one.
+
 Stateful detection (--state FILE.db, --rbac-snapshot, or --stateful) keeps a model of the
 cluster's RBAC while reading: ClusterRoles, Roles and their bindings, seeded from snapshots and
 Kubernetes' bootstrap policy, updated by every create, update, patch (applied to the last known
@@ -250,6 +378,12 @@ Examples:
   kubeward detect --format json audit.log | jq -r '.role'
   kubeward detect --exit-code 1 --cluster prod audit.log   fail a CI job on any alert
   kubeward detect --state kw.db --rbac-snapshot rbac.yaml audit.log   stateful, resumable
+  aws logs filter-log-events --log-group-name /aws/eks/prod/cluster \\
+      --log-stream-name-prefix kube-apiserver-audit --output json > eks.json
+  kubeward detect --cluster prod eks.json                  EKS (the output names no log group)
+  gcloud logging read 'resource.type=\"k8s_cluster\" AND protoPayload.serviceName=\"k8s.io\"' \\
+      --format json > gke.json && kubeward detect gke.json     GKE
+  kubeward detect insights-logs-kube-audit-admin/          AKS Storage export (PT1H.json blobs)
 
 Every line is accounted for. Lines that cannot hold a ClusterRole write (no `clusterroles`, or
 no create/update/patch verb; stateful: no `role`, or no create/update/patch/delete/
@@ -266,6 +400,33 @@ pub enum Format {
     Text,
     /// One JSON object per alert per line.
     Json,
+}
+
+/// How to read input records (`--input-format`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InputFormatArg {
+    /// Tell each input (and each record) by its shape.
+    Auto,
+    /// Native audit.k8s.io Events and EventLists (the API server's log or webhook).
+    K8s,
+    /// EKS: CloudWatch Logs output, subscription payloads, Lambda/Kinesis/Firehose bodies.
+    Eks,
+    /// GKE: Cloud Audit Logs LogEntry records (gcloud logging read, Log Router exports).
+    Gke,
+    /// AKS: Azure diagnostic records (Event Hubs bodies, Storage blobs).
+    Aks,
+}
+
+impl From<InputFormatArg> for audit::InputFormat {
+    fn from(f: InputFormatArg) -> Self {
+        match f {
+            InputFormatArg::Auto => audit::InputFormat::Auto,
+            InputFormatArg::K8s => audit::InputFormat::K8s,
+            InputFormatArg::Eks => audit::InputFormat::Eks,
+            InputFormatArg::Gke => audit::InputFormat::Gke,
+            InputFormatArg::Aks => audit::InputFormat::Aks,
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -292,9 +453,16 @@ pub struct DetectArgs {
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
 
-    /// Label every alert with this cluster name.
+    /// Label every alert with this cluster name. Records that name their cluster (EKS log
+    /// group, GKE resource label, AKS resource ID) keep their own name.
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
+
+    /// What the inputs hold: auto tells each input by its first record, and each record by
+    /// its own keys (native Events take the fast path unchanged); k8s, eks, gke or aks reads
+    /// only that shape and reports anything else as malformed.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = InputFormatArg::Auto)]
+    pub input_format: InputFormatArg,
 
     /// The cluster's Kubernetes version (e.g. 1.34). From 1.35 on, `get` on pods/exec,
     /// pods/attach and pods/portforward no longer opens a stream, so it stops counting as pod

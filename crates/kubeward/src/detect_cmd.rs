@@ -158,12 +158,21 @@ pub fn run(args: DetectArgs) -> Result<u8> {
         // Cleared by an over-long line: the position saved stays the last one known exactly,
         // and a rerun reads again from there (what it sees again is recognised and skipped).
         let mut offsets_known = true;
+        let input_format: audit::InputFormat = args.input_format.into();
+        // The native fast path stays as it is unless the input is known to be wrapped.
+        let envelopes = match input_format {
+            audit::InputFormat::K8s => false,
+            audit::InputFormat::Auto => opened.shape == audit::HeadShape::Envelope,
+            _ => true,
+        };
         let engine = Engine::new(
             EngineOptions {
                 rule: rule_opts(matches!(spec, InputSpec::File(_)).then(|| name.clone())),
                 prefilter: !args.no_prefilter,
                 max_record: args.max_line_bytes,
                 stateful,
+                input_format,
+                envelopes,
             },
             suppressions.clone(),
         );
@@ -283,8 +292,39 @@ pub fn run(args: DetectArgs) -> Result<u8> {
             fatal.get_or_insert(anyhow::Error::new(e).context("cannot write alerts"));
         }
     }
-    let t = collector.tally;
+    let t = collector.tally.clone();
     if !args.quiet {
+        // Before the summary line, which stays the last: managed clusters' records.
+        let u = t.unwrapped;
+        if u.total() > 0 {
+            let per: Vec<String> = [("eks", u.eks), ("gke", u.gke), ("aks", u.aks)]
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect();
+            let pre = if t.unwrapped_prefiltered > 0 {
+                format!(
+                    ", {} of them skipped by the prefilter",
+                    t.unwrapped_prefiltered
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                stderr,
+                "kubeward: {} audit event{} unwrapped from managed-cluster records ({}){pre}",
+                u.total(),
+                if u.total() == 1 { "" } else { "s" },
+                per.join(", ")
+            );
+        }
+        for (kind, n) in &t.skipped {
+            let _ = writeln!(
+                stderr,
+                "kubeward: skipped {n} record{} without an audit event: {kind}",
+                if *n == 1 { "" } else { "s" }
+            );
+        }
         let skipped = if args.no_prefilter {
             String::new()
         } else {

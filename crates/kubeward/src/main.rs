@@ -3,8 +3,10 @@
 mod alerts_cmd;
 mod cli;
 mod detect_cmd;
+mod git_cmd;
 mod print;
 mod rbac_cmd;
+mod scan_cmd;
 mod state_sink;
 
 use clap::Parser;
@@ -17,6 +19,8 @@ fn main() -> ExitCode {
         cli::Command::Rbac(args) => rbac_cmd::run(args),
         cli::Command::Alerts(args) => alerts_cmd::run(args),
         cli::Command::Serve(args) => serve::run(*args).map(|()| 0).map_err(anyhow::Error::new),
+        cli::Command::Git(args) => git_cmd::run(args),
+        cli::Command::Scan(args) => scan_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -163,8 +163,11 @@ impl<W: Write> Printer<W> {
         field(o, "when", &when)?;
         let user = &c(a.actor.username.as_deref().unwrap_or("<unknown user>"));
         let mut who = st.bold(user);
-        if !a.actor.groups.is_empty() {
-            who.push_str(&format!("  groups: {}", c(&a.actor.groups.join(", "))));
+        match &a.actor.groups {
+            Some(g) if !g.is_empty() => who.push_str(&format!("  groups: {}", c(&g.join(", ")))),
+            Some(_) => {}
+            // Not logged (GKE): saying nothing would read as "no groups".
+            None => who.push_str("  groups: unknown (not in the log)"),
         }
         field(o, "actor", &who)?;
         if let Some(imp) = &a.impersonated_user {

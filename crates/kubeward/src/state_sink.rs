@@ -12,11 +12,15 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 
 /// Changes gathered before they are applied in one transaction, when the tracker is behind.
-const MERGE_CHANGES: usize = 4096;
-/// A transaction waits this long for more changes when it has fewer than [`MIN_CHANGES`]:
-/// every commit costs a WAL write, and a few milliseconds do not matter to a batch run.
+const MERGE_CHANGES: usize = 8192;
+/// A transaction waits up to this long for each further batch while it has fewer than
+/// [`MIN_CHANGES`], and no longer than [`MERGE_MAX_WAIT`] in all. Every commit writes each page
+/// it touched to the WAL again (the auditID index is touched all over), so a few large
+/// transactions cost far less than many small ones, and a fraction of a second does not
+/// matter to alerts from a log.
 const MERGE_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
-const MIN_CHANGES: usize = 256;
+const MERGE_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+const MIN_CHANGES: usize = 2048;
 /// Batches waiting for the tracker; the collector blocks beyond this, so memory stays flat.
 const QUEUE: usize = 16;
 
@@ -95,8 +99,9 @@ fn run<W: Write>(
         };
         // When behind, take what has queued up into the same transaction, as long as it is
         // the same input (a position names one input).
+        let started = std::time::Instant::now();
         while batch.changes.len() < MERGE_CHANGES {
-            let next = if batch.changes.len() < MIN_CHANGES {
+            let next = if batch.changes.len() < MIN_CHANGES && started.elapsed() < MERGE_MAX_WAIT {
                 rx.recv_timeout(MERGE_WAIT).map_err(|e| match e {
                     std::sync::mpsc::RecvTimeoutError::Timeout => TryRecvError::Empty,
                     std::sync::mpsc::RecvTimeoutError::Disconnected => TryRecvError::Disconnected,

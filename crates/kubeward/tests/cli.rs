@@ -1,4 +1,4 @@
-//! Black-box tests of `kubeward detect`, `kubeward rbac` and `kubeward alerts`: the binary is run as a user would run it.
+//! Black-box tests of `kubeward detect`, `kubeward rbac`, `kubeward alerts`, `kubeward git` and `kubeward scan`: the binary is run as a user would run it.
 //!
 //! One test target with themed modules (as ripgrep does), so the binary is linked once.
 
@@ -9,6 +9,10 @@ mod util;
 mod alerts;
 #[path = "cli/corpus.rs"]
 mod corpus;
+#[path = "cli/envelopes.rs"]
+mod envelopes;
+#[path = "cli/git.rs"]
+mod git;
 #[path = "cli/inputs.rs"]
 mod inputs;
 #[path = "cli/live.rs"]
@@ -17,6 +21,8 @@ mod live;
 mod output;
 #[path = "cli/rbac.rs"]
 mod rbac;
+#[path = "cli/scan.rs"]
+mod scan;
 #[path = "cli/serve.rs"]
 mod serve;
 #[path = "cli/serve_tls.rs"]

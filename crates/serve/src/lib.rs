@@ -143,6 +143,10 @@ async fn serve(s: Settings) -> Result<(), ServeError> {
         prefilter: true,
         max_record: s.max_line_bytes,
         stateful: s.stateful,
+        // The webhook and the log backend write native audit.k8s.io Events: the fast path,
+        // with no managed-cluster unwrapping.
+        input_format: audit::InputFormat::K8s,
+        envelopes: false,
     };
     let tracker = if s.stateful {
         Some(open_tracker(&s, rule, suppressions.clone())?)

@@ -521,8 +521,17 @@ fn version_1_file_is_migrated_and_keeps_its_rows() {
     let v: u32 = c
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 2);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(v, 3);
+    assert_eq!(SCHEMA_VERSION, 3);
+    // Migration 3 dropped the per-object index of changes; the actor index stays.
+    let indexes: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'changes' AND sql IS NOT NULL ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, vec!["changes_by_actor".to_string()]);
     // Opening again changes nothing.
     drop(c);
     let s = Store::open(&path).unwrap();

@@ -112,6 +112,13 @@ fn commands_quote_the_role_name() {
         inv.iter().any(|s| s.contains("--as 'alice@example.com'")),
         "{inv:#?}"
     );
+    // The link from the alert to the Git commit that made the role.
+    assert!(
+        inv.iter()
+            .any(|s| s.ends_with("(run in the repository): kubeward git --role 'pod-writer'")),
+        "{inv:#?}"
+    );
+    assert!(!inv.iter().any(|s| s.contains("git log")), "{inv:#?}");
 }
 
 #[test]
