@@ -306,6 +306,8 @@ fn webhook_accepts_lists_events_gzip_and_refuses_bad_bodies() {
     );
     let (code, why) = s.post(b"not gzip", &[("Content-Encoding", "gzip")]);
     assert_eq!(code, 400, "{why}");
+    let (code, why) = s.post(&first, &[("Content-Encoding", "br")]);
+    assert_eq!(code, 415, "{why}");
     assert_eq!(http(&s.addr, "POST", "/elsewhere", &[], b"{}").0, 404);
 
     let got = alerts_settle(&alerts, 5);
