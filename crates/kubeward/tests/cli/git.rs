@@ -722,3 +722,24 @@ fn a_deleted_role_added_again_is_introduced_again() {
         ]
     );
 }
+
+#[test]
+fn helm_and_patch_words_in_a_comment_do_not_hide_a_new_role() {
+    let mut r = Repo::new();
+    r.write(
+        "rbac/role.yaml",
+        "# {{ not helm }}\n# $patch: none\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: hidden\nrules:\n- {apiGroups: [''], resources: [pods], verbs: [create]}\n",
+    );
+    let id = r.commit("a role behind a comment", BOB);
+    let run = r.kubeward(&["--format", "json"]).ok();
+    let got: Vec<Value> = run
+        .alerts()
+        .iter()
+        .map(|f| json!([f["commit"], f["change"], f["role"], f["line"]]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![json!([id, "introduced", "hidden", 3])],
+        "{run:#?}"
+    );
+}

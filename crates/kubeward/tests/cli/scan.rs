@@ -449,3 +449,58 @@ fn symlink_loops_and_fifos_do_not_hang_the_scan() {
         assert!(run.summary().contains("2 files read"), "{}", run.stderr);
     }
 }
+
+#[test]
+fn template_and_patch_words_in_comments_or_strings_do_not_hide_a_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let role = |name: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {name}\nrules:\n- apiGroups: ['']\n  resources: [pods]\n  verbs: [create]\n")
+    };
+    write(
+        d,
+        "a.yaml",
+        format!("# {{{{ not helm }}}}\n{}", role("commented-helm")),
+    );
+    write(
+        d,
+        "b.yaml",
+        format!("# $patch: none\n{}", role("commented-patch")),
+    );
+    write(
+        d,
+        "c.yaml",
+        role("annotated").replace(
+            "  name: annotated\n",
+            "  name: annotated\n  annotations:\n    note: \"rendered from {{ .Values.x }}; $patch: delete\"\n",
+        ),
+    );
+    // The real things are still skipped.
+    write(
+        d,
+        "helm.yaml",
+        "kind: ClusterRole\nmetadata:\n  name: {{ .Release.Name }}\n",
+    );
+    write(
+        d,
+        "patch.yaml",
+        "kind: ClusterRole\nmetadata: {name: x}\n$patch: delete\n",
+    );
+    let run = scan(&[d.to_str().unwrap(), "--format", "json", "--verbose"]).ok();
+    let names: BTreeSet<String> = run
+        .alerts()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    let want: BTreeSet<String> = ["annotated", "commented-helm", "commented-patch"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(names, want, "{run:#?}");
+    assert!(
+        run.summary()
+            .contains("2 skipped: helm-template 1, kustomize-patch 1"),
+        "{}",
+        run.stderr
+    );
+}
