@@ -55,7 +55,17 @@ struct BaselineEntry {
     capabilities: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     subjects: BTreeSet<String>,
+    /// Where the definition was: when an object is defined in several files (`envs/dev/`,
+    /// `envs/prod/`), each copy is held to its own entry. Not part of the identity: a copy
+    /// whose file moved is held to any entry of its object. (Absent in older baselines.)
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    file: String,
 }
+
+/// Baseline entries by object identity (kind, namespace, name). Every entry is kept: one
+/// object may be defined in several files with different rules, and a baseline written from a
+/// tree must accept that same tree.
+type BaselineIndex = BTreeMap<(String, String, String), Vec<BaselineEntry>>;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Baseline {
@@ -71,6 +81,7 @@ fn entry(f: &Finding) -> BaselineEntry {
         role: f.role.clone(),
         capabilities: grant_keys(f),
         subjects: f.subjects.iter().map(|s| s.to_string()).collect(),
+        file: f.file.clone(),
     }
 }
 
@@ -89,15 +100,24 @@ fn grant_keys(f: &Finding) -> BTreeSet<String> {
 }
 
 /// Whether the baseline accepts `f`: same object, same role, nothing granted and nobody bound
-/// beyond what was recorded.
-fn accepted(f: &Finding, base: &BTreeMap<(String, String, String), BaselineEntry>) -> bool {
+/// beyond what was recorded. A definition is compared with the entries recorded for its own
+/// file when there are any (so the narrower of two copies cannot grow into the wider one
+/// unnoticed), and with every entry of its object when its file is new (a moved manifest).
+fn accepted(f: &Finding, base: &BaselineIndex) -> bool {
     let e = entry(f);
-    base.get(&(e.kind.clone(), e.namespace.clone(), e.name.clone()))
-        .is_some_and(|b| {
-            b.role == e.role
-                && e.capabilities.is_subset(&b.capabilities)
-                && e.subjects.is_subset(&b.subjects)
-        })
+    let Some(recorded) = base.get(&(e.kind.clone(), e.namespace.clone(), e.name.clone())) else {
+        return false;
+    };
+    let covers = |b: &BaselineEntry| {
+        b.role == e.role
+            && e.capabilities.is_subset(&b.capabilities)
+            && e.subjects.is_subset(&b.subjects)
+    };
+    if recorded.iter().any(|b| b.file == e.file) {
+        recorded.iter().filter(|b| b.file == e.file).any(covers)
+    } else {
+        recorded.iter().any(covers)
+    }
 }
 
 pub fn run(args: ScanArgs) -> Result<u8> {
@@ -156,11 +176,12 @@ pub fn run(args: ScanArgs) -> Result<u8> {
                     path.display()
                 )
             })?;
-            let base = b
-                .findings
-                .into_iter()
-                .map(|e| ((e.kind.clone(), e.namespace.clone(), e.name.clone()), e))
-                .collect();
+            let mut base = BaselineIndex::new();
+            for e in b.findings {
+                base.entry((e.kind.clone(), e.namespace.clone(), e.name.clone()))
+                    .or_default()
+                    .push(e);
+            }
             let new: Vec<&Finding> = findings.iter().filter(|f| !accepted(f, &base)).collect();
             let accepted_n = findings.len() - new.len();
             (new, Some(accepted_n))

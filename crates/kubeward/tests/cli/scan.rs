@@ -504,3 +504,93 @@ fn template_and_patch_words_in_comments_or_strings_do_not_hide_a_role() {
         run.stderr
     );
 }
+
+#[test]
+fn a_fresh_baseline_accepts_an_object_defined_twice_with_different_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let role = |verbs: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: ops}}\nrules:\n- {{apiGroups: [''], resources: [pods], verbs: [{verbs}]}}\n")
+    };
+    let binding = |who: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: ops}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ops}}\nsubjects:\n- {{kind: Group, name: {who}, apiGroup: rbac.authorization.k8s.io}}\n")
+    };
+    std::fs::create_dir_all(tree.join("envs/dev")).unwrap();
+    std::fs::create_dir_all(tree.join("envs/prod")).unwrap();
+    // The copy that sorts last is the narrower one: a baseline keyed by object alone, last
+    // entry winning, would refuse dev's copy of the unchanged tree.
+    let dev = tree.join("envs/dev");
+    let prod = tree.join("envs/prod");
+    write(
+        &dev,
+        "ops.yaml",
+        format!(
+            "{}---\n{}",
+            role("get, create, delete"),
+            binding("dev-team")
+        ),
+    );
+    write(
+        &prod,
+        "ops.yaml",
+        format!("{}---\n{}", role("get, delete"), binding("sre")),
+    );
+    let tree_s = tree.to_str().unwrap();
+    let base = tmp.path().join("b.json");
+    let base_s = base.to_str().unwrap();
+    scan(&[tree_s, "--write-baseline", base_s]).ok();
+    let check = || {
+        scan(&[
+            tree_s,
+            "--baseline",
+            base_s,
+            "--exit-code",
+            "3",
+            "--format",
+            "json",
+        ])
+    };
+    let same = check();
+    assert_eq!(same.code, 0, "{same:#?}");
+    assert!(same.stdout.is_empty(), "{}", same.stdout);
+    assert!(
+        same.summary().contains("4 accepted by the baseline, 0 new"),
+        "{}",
+        same.stderr
+    );
+    // The narrower copy growing into the wider one's grants is still new for that copy.
+    write(
+        &prod,
+        "ops.yaml",
+        format!("{}---\n{}", role("get, create, delete"), binding("sre")),
+    );
+    let grown = check();
+    assert_eq!(grown.code, 3, "{grown:#?}");
+    let files: Vec<String> = grown
+        .alerts()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["kind"].as_str().unwrap(),
+                f["file"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            format!("ClusterRole {tree_s}/envs/prod/ops.yaml"),
+            format!("ClusterRoleBinding {tree_s}/envs/prod/ops.yaml"),
+        ]
+    );
+    // A copy that moved is held to its object's entries: still accepted as it was.
+    write(
+        &prod,
+        "ops.yaml",
+        format!("{}---\n{}", role("get, delete"), binding("sre")),
+    );
+    std::fs::rename(prod.join("ops.yaml"), prod.join("moved.yaml")).unwrap();
+    let moved = check();
+    assert_eq!(moved.code, 0, "{moved:#?}");
+}
