@@ -676,24 +676,46 @@ impl<'r> Walker<'r> {
                 .eval
                 .diff(&before, &agg_before, &set, &agg_after, &touched);
             if all_parents && c.parents.len() > 1 {
-                // Credit the merge only with objects that match none of its parents: whatever a
-                // parent already had was reported on that parent's side.
-                let mut others = Vec::new();
+                // Credit the merge only with what none of its parents had: whatever a parent
+                // already granted was reported on that parent's side. The changes above are
+                // against the first parent; each other parent's own diff says what the merge
+                // adds from its side, and only what is new from every side is kept. A conflict
+                // resolution that keeps both sides' grants ([get, delete] and [get, create]
+                // resolved to [get, delete, create]) then grants nothing new.
+                let mut per_parent = Vec::new();
                 for p in &c.parents[1..] {
-                    let (s, _) = self.peek_state(*p, &in_walk, &states)?;
-                    others.push(s);
-                }
-                changes.retain(|ch| {
-                    let id = ObjId {
-                        kind: ch.kind,
-                        namespace: ch.namespace.clone(),
-                        name: ch.name.clone(),
-                    };
-                    let now = set.definitions(&id);
-                    !others
+                    let (s, agg) = self.peek_state(*p, &in_walk, &states)?;
+                    let before_p: Before = touched
                         .iter()
-                        .any(|s| same_definitions(&s.definitions(&id), &now))
-                });
+                        .map(|id| (id.clone(), s.definitions(id).into_iter().cloned().collect()))
+                        .collect();
+                    let diff = self.eval.diff(&before_p, &agg, &set, &agg_after, &touched);
+                    per_parent.push((s, diff));
+                }
+                changes = changes
+                    .into_iter()
+                    .filter_map(|mut ch| {
+                        let id = ObjId {
+                            kind: ch.kind,
+                            namespace: ch.namespace.clone(),
+                            name: ch.name.clone(),
+                        };
+                        let now = set.definitions(&id);
+                        // Exactly what a parent had: that parent's change, not the merge's.
+                        let like_a_parent = per_parent
+                            .iter()
+                            .any(|(s, _)| same_definitions(&s.definitions(&id), &now));
+                        if like_a_parent {
+                            return None;
+                        }
+                        for (_, diff) in &per_parent {
+                            if ch.change.is_grant() && !subtract_parent(&mut ch, diff) {
+                                return None;
+                            }
+                        }
+                        Some(ch)
+                    })
+                    .collect();
             }
             for p in c.parents.iter().skip(1).filter(|_| all_parents) {
                 self.release(*p, &mut states, &mut remaining_children);
@@ -787,6 +809,72 @@ impl<'r> Walker<'r> {
         let agg = Arc::new(self.eval.aggregation(&set));
         Ok((set, agg))
     }
+}
+
+/// Which of a merge's grant changes answer each other: a role's new grants (introduced on one
+/// side, widened on the other), a binding's new subjects, a role's new aggregating roles.
+fn grant_family(k: ChangeKind) -> u8 {
+    match k {
+        ChangeKind::Introduced | ChangeKind::Widened => 0,
+        ChangeKind::Bound => 1,
+        ChangeKind::AggregationLabel => 2,
+        _ => 3,
+    }
+}
+
+/// Narrows a merge's grant change (computed against its first parent) to what is also new
+/// against another parent, whose own diff to the merge is `other`. When nothing is left the
+/// change is not a grant: a role whose rules still differ from every parent is
+/// `rules-changed`, a binding `binding-changed` (both reported with `--role` only), and a label
+/// that feeds nothing new is dropped (returns false).
+fn subtract_parent(ch: &mut Change, other: &[Change]) -> bool {
+    let family = grant_family(ch.change);
+    let same = |m: &&Change| {
+        m.kind == ch.kind
+            && m.namespace == ch.namespace
+            && m.name == ch.name
+            && grant_family(m.change) == family
+    };
+    let matching = other
+        .iter()
+        .filter(same)
+        .find(|m| m.file == ch.file)
+        .or_else(|| other.iter().find(same));
+    let emptied = match ch.change {
+        ChangeKind::Introduced | ChangeKind::Widened => {
+            let theirs = matching.map(|m| m.newly_granted.as_slice()).unwrap_or(&[]);
+            ch.newly_granted.retain(|g| {
+                theirs.iter().any(|t| {
+                    t.capability_id == g.capability_id && t.resource_names == g.resource_names
+                })
+            });
+            ch.newly_granted.is_empty()
+        }
+        ChangeKind::Bound => {
+            let theirs = matching.map(|m| m.subjects_added.as_slice()).unwrap_or(&[]);
+            ch.subjects_added.retain(|s| theirs.contains(s));
+            ch.subjects_added.is_empty()
+        }
+        ChangeKind::AggregationLabel => {
+            let theirs = matching
+                .map(|m| m.aggregated_into.as_slice())
+                .unwrap_or(&[]);
+            ch.aggregated_into.retain(|a| theirs.contains(a));
+            ch.aggregated_into.is_empty()
+        }
+        _ => false,
+    };
+    if !emptied {
+        return true;
+    }
+    ch.newly_granted.clear();
+    ch.change = match ch.change {
+        ChangeKind::Introduced | ChangeKind::Widened => ChangeKind::RulesChanged,
+        ChangeKind::Bound if !ch.subjects_removed.is_empty() => ChangeKind::BindingChanged,
+        // Not a change of its own: the role's rules change, if any, is reported beside it.
+        _ => return false,
+    };
+    true
 }
 
 /// Whether two lists of definitions say the same things (in any order).

@@ -743,3 +743,131 @@ fn helm_and_patch_words_in_a_comment_do_not_hide_a_new_role() {
         "{run:#?}"
     );
 }
+
+#[test]
+fn all_parents_does_not_credit_a_conflict_merge_with_what_a_parent_granted() {
+    let role = |verbs: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: ops\nrules:\n- apiGroups: ['']\n  resources: [pods]\n  verbs: [{verbs}]\n")
+    };
+    let binding = |who: &[&str]| {
+        let subjects: String = who
+            .iter()
+            .map(|w| format!("- {{kind: User, name: {w}, apiGroup: rbac.authorization.k8s.io}}\n"))
+            .collect();
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: ops\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ops}}\nsubjects:\n{subjects}")
+    };
+    let mut r = Repo::new();
+    r.write("rbac/ops.yaml", &role("get"));
+    r.write("rbac/bind.yaml", &binding(&["dave"]));
+    r.commit("ops may read pods", ALICE);
+    r.git(&["checkout", "-q", "-b", "feature"], BOB);
+    r.write("rbac/ops.yaml", &role("get, create"));
+    r.write("rbac/bind.yaml", &binding(&["dave", "bob"]));
+    let branch = r.commit("ops may create pods; bind bob", BOB);
+    r.git(&["checkout", "-q", "main"], ALICE);
+    r.write("rbac/ops.yaml", &role("get, delete"));
+    r.write("rbac/bind.yaml", &binding(&["dave", "alice"]));
+    let main = r.commit("ops may delete pods; bind alice", ALICE);
+    // Both sides changed the same lines: the merge resolves the conflict by keeping both.
+    r.tick += 1;
+    r.git(
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "--no-commit",
+            "-s",
+            "ours",
+            "feature",
+        ],
+        FRANK,
+    );
+    r.write("rbac/ops.yaml", &role("get, delete, create"));
+    r.write("rbac/bind.yaml", &binding(&["dave", "alice", "bob"]));
+    let merge = r.commit("Merge branch 'feature'", FRANK);
+    assert_eq!(
+        r.git(&["rev-list", "--parents", "-n", "1", "HEAD"], FRANK)
+            .split_whitespace()
+            .count(),
+        3,
+        "a merge commit"
+    );
+    let facts = |run: &Run| -> Vec<Value> {
+        run.alerts()
+            .iter()
+            .map(|f| {
+                let caps: Vec<&str> = f["newly_granted"]
+                    .as_array()
+                    .expect("newly_granted")
+                    .iter()
+                    .map(|g| g["capability_id"].as_str().expect("capability_id"))
+                    .collect();
+                let added: Vec<&str> = f["subjects_added"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|s| s["name"].as_str().expect("name"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!([f["commit"], f["change"], f["kind"], caps, added])
+            })
+            .collect()
+    };
+    let all = r.kubeward(&["--format", "json", "--all-parents"]).ok();
+    assert_eq!(
+        facts(&all),
+        vec![
+            json!([branch, "widened", "ClusterRole", ["create-pods"], []]),
+            json!([
+                branch,
+                "bound",
+                "ClusterRoleBinding",
+                ["create-pods"],
+                ["bob"]
+            ]),
+            json!([main, "widened", "ClusterRole", ["delete-pods"], []]),
+            json!([
+                main,
+                "bound",
+                "ClusterRoleBinding",
+                ["delete-pods"],
+                ["alice"]
+            ]),
+        ],
+        "the merge grants nothing a parent did not: {all:#?}"
+    );
+    // Its rules differ from both parents', so the role's story still shows the merge.
+    let story = r
+        .kubeward(&["--format", "json", "--all-parents", "--role", "ops"])
+        .ok();
+    let merges: Vec<Value> = facts(&story)
+        .into_iter()
+        .filter(|f| f[0] == json!(merge))
+        .collect();
+    assert_eq!(
+        merges,
+        vec![json!([merge, "rules-changed", "ClusterRole", [], []])],
+        "{story:#?}"
+    );
+    // First parent only, the merge is the change that brought the branch's grants to main.
+    let first = r.kubeward(&["--format", "json"]).ok();
+    let on_merge: Vec<Value> = facts(&first)
+        .into_iter()
+        .filter(|f| f[0] == json!(merge))
+        .collect();
+    assert_eq!(
+        on_merge,
+        vec![
+            json!([merge, "widened", "ClusterRole", ["create-pods"], []]),
+            json!([
+                merge,
+                "bound",
+                "ClusterRoleBinding",
+                ["create-pods", "delete-pods"],
+                ["bob"]
+            ]),
+        ],
+        "{first:#?}"
+    );
+}
