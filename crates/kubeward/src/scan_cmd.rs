@@ -351,6 +351,40 @@ fn runs_code(f: &Finding) -> bool {
     })
 }
 
+/// A SARIF `artifactLocation` for a file as the scan names it. A relative path stays a
+/// relative URI reference, resolved against `%SRCROOT%` (the directory the scan ran in, which
+/// code-scanning uploads map to the checkout); an absolute path becomes a `file://` URI. SARIF
+/// requires URIs, and a file name is not one: a space is not allowed, `#` would start a
+/// fragment and `?` a query, `%` an escape, and `:` in a first segment a scheme. So every byte
+/// outside RFC 3986's unreserved set and `/` is percent-encoded (UTF-8 bytes included).
+fn artifact_location(file: &str) -> serde_json::Value {
+    let b = file.as_bytes();
+    if let Some(rest) = file.strip_prefix("//") {
+        // A UNC path (`\\server\share`, shown with `/`): the server is the URI's authority.
+        json!({"uri": format!("file://{}", percent_encode_path(rest))})
+    } else if let Some(rest) = file.strip_prefix('/') {
+        json!({"uri": format!("file:///{}", percent_encode_path(rest))})
+    } else if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'/' {
+        // A Windows drive path: the drive's colon is part of the path, not a scheme.
+        json!({"uri": format!("file:///{}{}", &file[..2], percent_encode_path(&file[2..]))})
+    } else {
+        json!({"uri": percent_encode_path(file), "uriBaseId": "%SRCROOT%"})
+    }
+}
+
+/// Percent-encodes a path for a URI: unreserved characters and `/` stay as they are.
+fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &byte in path.as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 fn sarif(findings: &[&Finding]) -> serde_json::Value {
     let rules = json!([
         {
@@ -388,7 +422,7 @@ fn sarif(findings: &[&Finding]) -> serde_json::Value {
                 "message": {"text": message},
                 "locations": [{
                     "physicalLocation": {
-                        "artifactLocation": {"uri": f.file},
+                        "artifactLocation": artifact_location(&f.file),
                         "region": {"startLine": f.line}
                     },
                     "logicalLocations": [{
@@ -468,4 +502,37 @@ fn summary(
             None => String::new(),
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sarif_uris_are_percent_encoded_references() {
+        assert_eq!(
+            artifact_location("deploy/my role #1 100%.yaml"),
+            json!({"uri": "deploy/my%20role%20%231%20100%25.yaml", "uriBaseId": "%SRCROOT%"})
+        );
+        assert_eq!(
+            artifact_location("a:b/r?.yaml"),
+            json!({"uri": "a%3Ab/r%3F.yaml", "uriBaseId": "%SRCROOT%"})
+        );
+        assert_eq!(
+            artifact_location("../infra/rôle.yaml"),
+            json!({"uri": "../infra/r%C3%B4le.yaml", "uriBaseId": "%SRCROOT%"})
+        );
+        assert_eq!(
+            artifact_location("/tmp/a b/x#.yaml"),
+            json!({"uri": "file:///tmp/a%20b/x%23.yaml"})
+        );
+        assert_eq!(
+            artifact_location("C:/repo/a b.yaml"),
+            json!({"uri": "file:///C:/repo/a%20b.yaml"})
+        );
+        assert_eq!(
+            artifact_location("//server/share/r.yaml"),
+            json!({"uri": "file://server/share/r.yaml"})
+        );
+    }
 }

@@ -227,7 +227,10 @@ fn sarif_points_at_the_manifest_lines() {
             r["ruleId"]
         );
         let loc = &r["locations"][0]["physicalLocation"];
-        assert_eq!(loc["artifactLocation"]["uri"], f["file"]);
+        // An absolute path (the fixture's) is a file:// URI; its characters need no escape.
+        let file = f["file"].as_str().unwrap();
+        assert!(file.starts_with('/'), "{file}");
+        assert_eq!(loc["artifactLocation"]["uri"], format!("file://{file}"));
         assert_eq!(loc["region"]["startLine"], f["line"]);
         assert!(r["message"]["text"]
             .as_str()
@@ -593,4 +596,45 @@ fn a_fresh_baseline_accepts_an_object_defined_twice_with_different_rules() {
     std::fs::rename(prod.join("ops.yaml"), prod.join("moved.yaml")).unwrap();
     let moved = check();
     assert_eq!(moved.code, 0, "{moved:#?}");
+}
+
+#[test]
+fn sarif_uris_are_percent_encoded_and_relative_paths_stay_relative() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("in fra");
+    std::fs::create_dir_all(d.join("ops #1")).unwrap();
+    write(
+        &d.join("ops #1"),
+        "r\u{f4}le 100%.yaml",
+        "kind: ClusterRole\nmetadata: {name: r}\nrules: [{apiGroups: [''], resources: [pods], verbs: [create]}]\n",
+    );
+    let uris = |cwd: &Path, path: &str| -> Vec<Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeward"))
+            .args(["scan", path, "--format", "sarif"])
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let sarif: Value = serde_json::from_slice(&out.stdout).unwrap();
+        sarif["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["locations"][0]["physicalLocation"]["artifactLocation"].clone())
+            .collect()
+    };
+    let relative = vec![json!({
+        "uri": "in%20fra/ops%20%231/r%C3%B4le%20100%25.yaml",
+        "uriBaseId": "%SRCROOT%"
+    })];
+    assert_eq!(uris(tmp.path(), "in fra"), relative);
+    assert_eq!(uris(tmp.path(), "./in fra/"), relative);
+    let tmp_s = tmp.path().to_str().unwrap();
+    assert!(!tmp_s.contains([' ', '#', '%']), "{tmp_s}");
+    assert_eq!(
+        uris(tmp.path(), d.to_str().unwrap()),
+        vec![json!({
+            "uri": format!("file://{tmp_s}/in%20fra/ops%20%231/r%C3%B4le%20100%25.yaml")
+        })]
+    );
 }
