@@ -55,6 +55,9 @@ pub enum HistoryError {
     /// A `--paths` pattern is empty.
     #[error("empty --paths pattern")]
     BadPattern,
+    /// `--role` is neither `NAME` nor `NAMESPACE/NAME`.
+    #[error("bad --role '{0}': expected NAME (a ClusterRole) or NAMESPACE/NAME (a Role)")]
+    BadRole(String),
     /// HEAD names no commit (a new repository, or an unborn branch).
     #[error("{0}: the repository has no commits yet (HEAD names no commit; on an unborn branch, give --rev BRANCH)")]
     Empty(String),
@@ -88,11 +91,88 @@ pub struct Options {
     pub paths: Vec<String>,
     /// Visit the commits of merged branches too.
     pub all_parents: bool,
-    /// Report the story of this role only: the commit that first gave it pod write and every
-    /// later change to its rules or bindings.
+    /// Report the story of this role only (`NAME`: a ClusterRole, `NAMESPACE/NAME`: a Role;
+    /// see [`RoleSelector`]): the commit that first gave it pod write and every later change
+    /// to its rules or bindings.
     pub role: Option<String>,
     /// The pod-write definition's options.
     pub pod_write: rbac::PodWriteOptions,
+}
+
+/// The role `--role` names. A ClusterRole and a Role may share a name (and Roles of one name
+/// exist in many namespaces); they are different roles, so the selector says which:
+/// `NAME` is the ClusterRole NAME, `NAMESPACE/NAME` the Role NAME in NAMESPACE (a Role
+/// manifest without a namespace, which gets one at deploy time, matches any NAMESPACE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleSelector {
+    /// A ClusterRole, by name.
+    ClusterRole(String),
+    /// A Role, by namespace and name.
+    Role {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
+impl RoleSelector {
+    /// Reads `NAME` or `NAMESPACE/NAME`.
+    pub fn parse(s: &str) -> Result<RoleSelector, HistoryError> {
+        let bad = || HistoryError::BadRole(s.to_string());
+        match s.split_once('/') {
+            None if !s.is_empty() => Ok(RoleSelector::ClusterRole(s.to_string())),
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(RoleSelector::Role {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// Whether a change is to this role, or to a binding of it.
+    pub fn matches(&self, ch: &Change) -> bool {
+        match self {
+            RoleSelector::ClusterRole(name) => ch.role_kind == "ClusterRole" && &ch.role == name,
+            // A role change carries the Role's namespace; a RoleBinding of a Role refers to
+            // the Role in its own namespace, so its namespace is the Role's too.
+            RoleSelector::Role { namespace, name } => {
+                ch.role_kind == "Role"
+                    && &ch.role == name
+                    && (&ch.namespace == namespace || ch.namespace.is_empty())
+            }
+        }
+    }
+
+    /// The identities the role may have in manifests.
+    fn ids(&self) -> Vec<ObjId> {
+        match self {
+            RoleSelector::ClusterRole(name) => vec![ObjId {
+                kind: Kind::ClusterRole,
+                namespace: String::new(),
+                name: name.clone(),
+            }],
+            RoleSelector::Role { namespace, name } => [namespace.as_str(), ""]
+                .into_iter()
+                .map(|ns| ObjId {
+                    kind: Kind::Role,
+                    namespace: ns.to_string(),
+                    name: name.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for RoleSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoleSelector::ClusterRole(n) => write!(f, "ClusterRole {n}"),
+            RoleSelector::Role { namespace, name } => write!(f, "Role {namespace}/{name}"),
+        }
+    }
 }
 
 /// One reported change, with the commit that made it.
@@ -201,6 +281,10 @@ struct Walker<'r> {
     eval: Evaluator,
     paths: Vec<String>,
     stats: Stats,
+    /// `--role`.
+    role: Option<RoleSelector>,
+    /// Whether that role already granted pod write in the tree the walk starts from.
+    role_granted_at_start: bool,
 }
 
 /// Walks the history of the repository at (or above) `repo_path` and reports what
@@ -213,6 +297,7 @@ pub fn walk(
     if opts.paths.iter().any(|p| p.trim_matches('/').is_empty()) {
         return Err(HistoryError::BadPattern);
     }
+    let role = opts.role.as_deref().map(RoleSelector::parse).transpose()?;
     let mut repo = gix::discover(repo_path).map_err(|e| HistoryError::NotARepository {
         path: repo_path.display().to_string(),
         message: format!("{e}"),
@@ -236,6 +321,8 @@ pub fn walk(
             .map(|p| p.trim_start_matches("./").to_string())
             .collect(),
         stats: Stats::default(),
+        role,
+        role_granted_at_start: false,
     };
     let (tip, hidden) = w.resolve(opts.rev.as_deref().unwrap_or("HEAD"), repo_path)?;
     let excluded = match hidden {
@@ -248,20 +335,24 @@ pub fn walk(
         w.first_parent_chain(tip, &excluded, opts.since)?
     };
     let mut findings = w.visit(&commits, opts.all_parents, progress)?;
-    match &opts.role {
+    match &w.role {
         Some(role) => {
-            findings.retain(|f| &f.change.role == role);
-            // The story starts where the role first granted pod write.
-            if let Some(first) = findings.iter().position(|f| {
-                f.change.kind.is_role()
-                    && matches!(
-                        f.change.change,
-                        ChangeKind::Introduced | ChangeKind::Widened | ChangeKind::AggregationLabel
-                    )
-            }) {
-                findings.drain(..first);
-            } else {
-                findings.clear();
+            findings.retain(|f| role.matches(&f.change));
+            // The story starts where the role first granted pod write: before that, changes
+            // to it or its bindings hand out nothing on pods. When it already granted pod
+            // write where the walk starts (defined before --since or the range, or one of
+            // Kubernetes' own roles such as edit, which no commit introduces), the story is
+            // already under way and every change in the walk belongs to it. Otherwise it
+            // starts at the first grant: introduced, widened, labelled into an aggregating
+            // role, or bound (a role can gain pod write without a change of its own, through
+            // an aggregation rule picking up another role).
+            if !w.role_granted_at_start {
+                match findings.iter().position(|f| f.change.change.is_grant()) {
+                    Some(first) => {
+                        findings.drain(..first);
+                    }
+                    None => findings.clear(),
+                }
             }
         }
         None => findings.retain(|f| f.change.change.is_grant()),
@@ -665,6 +756,14 @@ impl<'r> Walker<'r> {
                     None,
                 ),
             };
+            if n == 0 {
+                if let Some(role) = &self.role {
+                    self.role_granted_at_start = role
+                        .ids()
+                        .iter()
+                        .any(|id| self.eval.role_grants_pod_write(&set, &agg_before, id));
+                }
+            }
             let (before, touched) = self.apply(&mut set, base_tree, c.tree)?;
             let agg_after = if Self::aggregation_may_change(&before, &set, &agg_before, &touched) {
                 Arc::new(self.eval.aggregation(&set))
@@ -676,24 +775,46 @@ impl<'r> Walker<'r> {
                 .eval
                 .diff(&before, &agg_before, &set, &agg_after, &touched);
             if all_parents && c.parents.len() > 1 {
-                // Credit the merge only with objects that match none of its parents: whatever a
-                // parent already had was reported on that parent's side.
-                let mut others = Vec::new();
+                // Credit the merge only with what none of its parents had: whatever a parent
+                // already granted was reported on that parent's side. The changes above are
+                // against the first parent; each other parent's own diff says what the merge
+                // adds from its side, and only what is new from every side is kept. A conflict
+                // resolution that keeps both sides' grants ([get, delete] and [get, create]
+                // resolved to [get, delete, create]) then grants nothing new.
+                let mut per_parent = Vec::new();
                 for p in &c.parents[1..] {
-                    let (s, _) = self.peek_state(*p, &in_walk, &states)?;
-                    others.push(s);
-                }
-                changes.retain(|ch| {
-                    let id = ObjId {
-                        kind: ch.kind,
-                        namespace: ch.namespace.clone(),
-                        name: ch.name.clone(),
-                    };
-                    let now = set.definitions(&id);
-                    !others
+                    let (s, agg) = self.peek_state(*p, &in_walk, &states)?;
+                    let before_p: Before = touched
                         .iter()
-                        .any(|s| same_definitions(&s.definitions(&id), &now))
-                });
+                        .map(|id| (id.clone(), s.definitions(id).into_iter().cloned().collect()))
+                        .collect();
+                    let diff = self.eval.diff(&before_p, &agg, &set, &agg_after, &touched);
+                    per_parent.push((s, diff));
+                }
+                changes = changes
+                    .into_iter()
+                    .filter_map(|mut ch| {
+                        let id = ObjId {
+                            kind: ch.kind,
+                            namespace: ch.namespace.clone(),
+                            name: ch.name.clone(),
+                        };
+                        let now = set.definitions(&id);
+                        // Exactly what a parent had: that parent's change, not the merge's.
+                        let like_a_parent = per_parent
+                            .iter()
+                            .any(|(s, _)| same_definitions(&s.definitions(&id), &now));
+                        if like_a_parent {
+                            return None;
+                        }
+                        for (_, diff) in &per_parent {
+                            if ch.change.is_grant() && !subtract_parent(&mut ch, diff) {
+                                return None;
+                            }
+                        }
+                        Some(ch)
+                    })
+                    .collect();
             }
             for p in c.parents.iter().skip(1).filter(|_| all_parents) {
                 self.release(*p, &mut states, &mut remaining_children);
@@ -789,6 +910,72 @@ impl<'r> Walker<'r> {
     }
 }
 
+/// Which of a merge's grant changes answer each other: a role's new grants (introduced on one
+/// side, widened on the other), a binding's new subjects, a role's new aggregating roles.
+fn grant_family(k: ChangeKind) -> u8 {
+    match k {
+        ChangeKind::Introduced | ChangeKind::Widened => 0,
+        ChangeKind::Bound => 1,
+        ChangeKind::AggregationLabel => 2,
+        _ => 3,
+    }
+}
+
+/// Narrows a merge's grant change (computed against its first parent) to what is also new
+/// against another parent, whose own diff to the merge is `other`. When nothing is left the
+/// change is not a grant: a role whose rules still differ from every parent is
+/// `rules-changed`, a binding `binding-changed` (both reported with `--role` only), and a label
+/// that feeds nothing new is dropped (returns false).
+fn subtract_parent(ch: &mut Change, other: &[Change]) -> bool {
+    let family = grant_family(ch.change);
+    let same = |m: &&Change| {
+        m.kind == ch.kind
+            && m.namespace == ch.namespace
+            && m.name == ch.name
+            && grant_family(m.change) == family
+    };
+    let matching = other
+        .iter()
+        .filter(same)
+        .find(|m| m.file == ch.file)
+        .or_else(|| other.iter().find(same));
+    let emptied = match ch.change {
+        ChangeKind::Introduced | ChangeKind::Widened => {
+            let theirs = matching.map(|m| m.newly_granted.as_slice()).unwrap_or(&[]);
+            ch.newly_granted.retain(|g| {
+                theirs.iter().any(|t| {
+                    t.capability_id == g.capability_id && t.resource_names == g.resource_names
+                })
+            });
+            ch.newly_granted.is_empty()
+        }
+        ChangeKind::Bound => {
+            let theirs = matching.map(|m| m.subjects_added.as_slice()).unwrap_or(&[]);
+            ch.subjects_added.retain(|s| theirs.contains(s));
+            ch.subjects_added.is_empty()
+        }
+        ChangeKind::AggregationLabel => {
+            let theirs = matching
+                .map(|m| m.aggregated_into.as_slice())
+                .unwrap_or(&[]);
+            ch.aggregated_into.retain(|a| theirs.contains(a));
+            ch.aggregated_into.is_empty()
+        }
+        _ => false,
+    };
+    if !emptied {
+        return true;
+    }
+    ch.newly_granted.clear();
+    ch.change = match ch.change {
+        ChangeKind::Introduced | ChangeKind::Widened => ChangeKind::RulesChanged,
+        ChangeKind::Bound if !ch.subjects_removed.is_empty() => ChangeKind::BindingChanged,
+        // Not a change of its own: the role's rules change, if any, is reported beside it.
+        _ => return false,
+    };
+    true
+}
+
 /// Whether two lists of definitions say the same things (in any order).
 fn same_definitions(a: &[&ManifestObject], b: &[&ManifestObject]) -> bool {
     if a.len() != b.len() {
@@ -821,6 +1008,31 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_selectors() {
+        assert_eq!(
+            RoleSelector::parse("edit").unwrap(),
+            RoleSelector::ClusterRole("edit".into())
+        );
+        assert_eq!(
+            RoleSelector::parse("system:controller:x").unwrap(),
+            RoleSelector::ClusterRole("system:controller:x".into())
+        );
+        assert_eq!(
+            RoleSelector::parse("ops/janitor").unwrap(),
+            RoleSelector::Role {
+                namespace: "ops".into(),
+                name: "janitor".into()
+            }
+        );
+        for bad in ["", "/x", "x/", "a/b/c"] {
+            assert!(
+                matches!(RoleSelector::parse(bad), Err(HistoryError::BadRole(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn path_patterns() {

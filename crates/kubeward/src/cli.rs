@@ -67,8 +67,9 @@ pub struct GitArgs {
     pub paths: Vec<String>,
 
     /// Where did this role come from: the commit that first gave it pod write, and every
-    /// later change to its rules or its bindings (deletions included).
-    #[arg(long, value_name = "NAME")]
+    /// later change to its rules or its bindings (deletions included). NAME is a ClusterRole;
+    /// NAMESPACE/NAME a Role in that namespace.
+    #[arg(long, value_name = "[NAMESPACE/]NAME")]
     pub role: Option<String>,
 
     /// Also visit the commits of merged branches (default: first parents only, as

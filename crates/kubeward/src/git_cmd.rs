@@ -38,7 +38,8 @@ pub const AFTER: &str = "\
 Examples:
   kubeward git                                   # this repository, whole first-parent history
   kubeward git ~/src/infra --since 2026-01-01 --paths deploy/ --format json | jq -c 'select(.change == \"widened\")'
-  kubeward git --role pod-exec                   # where did this role come from (the alert's link to Git)
+  kubeward git --role pod-exec                   # where did this ClusterRole come from (the alert's link to Git)
+  kubeward git --role batch/pod-killer           # the same for the Role pod-killer in namespace batch
   kubeward git --rev origin/main..HEAD --exit-code 1   # pre-merge check: fail if the branch grants pod write
 
 JSON fields: commit, author_name, author_email, time, committer_name, committer_email,
@@ -47,6 +48,13 @@ role_kind, change, newly_granted (each: capability, capability_id, verbs, resour
 resource_names, rules), rules_before, rules_after, subjects_added, subjects_removed,
 aggregated_into. With --role, change can also be rules-changed, deleted, binding-changed or
 binding-deleted.
+
+--role NAME follows the ClusterRole NAME (a binding counts when its roleRef names it: a
+ClusterRoleBinding, or a RoleBinding of the ClusterRole); --role NAMESPACE/NAME follows the
+Role NAME in NAMESPACE (and a Role manifest without a namespace, which gets one at deploy
+time). The story starts at the first commit that gave the role pod write; when the role
+already granted pod write where the walk starts (before --since or the range, or a Kubernetes
+bootstrap role such as edit that no manifest defines), every change in the walk is shown.
 
 Exit status: 0, or N with --exit-code N when something was found; 2 on an error (not a git
 repository, a bad --rev or --since).";
@@ -122,8 +130,9 @@ fn text<W: Write>(out: &mut W, report: &Report, role: Option<&str>) -> io::Resul
         match role {
             Some(r) => writeln!(
                 out,
-                "No commit in the range gave a role named {} pod write.",
-                c(r)
+                "No commit in the range gave {} pod write, or changed it or its bindings while it had it.",
+                c(&history::RoleSelector::parse(r)
+                    .map_or_else(|_| r.to_string(), |s| s.to_string()))
             )?,
             None => writeln!(out, "No commit in the range introduced, widened, bound or aggregated a role granting pod write.")?,
         }

@@ -55,7 +55,17 @@ struct BaselineEntry {
     capabilities: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     subjects: BTreeSet<String>,
+    /// Where the definition was: when an object is defined in several files (`envs/dev/`,
+    /// `envs/prod/`), each copy is held to its own entry. Not part of the identity: a copy
+    /// whose file moved is held to any entry of its object. (Absent in older baselines.)
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    file: String,
 }
+
+/// Baseline entries by object identity (kind, namespace, name). Every entry is kept: one
+/// object may be defined in several files with different rules, and a baseline written from a
+/// tree must accept that same tree.
+type BaselineIndex = BTreeMap<(String, String, String), Vec<BaselineEntry>>;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Baseline {
@@ -71,6 +81,7 @@ fn entry(f: &Finding) -> BaselineEntry {
         role: f.role.clone(),
         capabilities: grant_keys(f),
         subjects: f.subjects.iter().map(|s| s.to_string()).collect(),
+        file: f.file.clone(),
     }
 }
 
@@ -89,15 +100,24 @@ fn grant_keys(f: &Finding) -> BTreeSet<String> {
 }
 
 /// Whether the baseline accepts `f`: same object, same role, nothing granted and nobody bound
-/// beyond what was recorded.
-fn accepted(f: &Finding, base: &BTreeMap<(String, String, String), BaselineEntry>) -> bool {
+/// beyond what was recorded. A definition is compared with the entries recorded for its own
+/// file when there are any (so the narrower of two copies cannot grow into the wider one
+/// unnoticed), and with every entry of its object when its file is new (a moved manifest).
+fn accepted(f: &Finding, base: &BaselineIndex) -> bool {
     let e = entry(f);
-    base.get(&(e.kind.clone(), e.namespace.clone(), e.name.clone()))
-        .is_some_and(|b| {
-            b.role == e.role
-                && e.capabilities.is_subset(&b.capabilities)
-                && e.subjects.is_subset(&b.subjects)
-        })
+    let Some(recorded) = base.get(&(e.kind.clone(), e.namespace.clone(), e.name.clone())) else {
+        return false;
+    };
+    let covers = |b: &BaselineEntry| {
+        b.role == e.role
+            && e.capabilities.is_subset(&b.capabilities)
+            && e.subjects.is_subset(&b.subjects)
+    };
+    if recorded.iter().any(|b| b.file == e.file) {
+        recorded.iter().filter(|b| b.file == e.file).any(covers)
+    } else {
+        recorded.iter().any(covers)
+    }
 }
 
 pub fn run(args: ScanArgs) -> Result<u8> {
@@ -156,11 +176,12 @@ pub fn run(args: ScanArgs) -> Result<u8> {
                     path.display()
                 )
             })?;
-            let base = b
-                .findings
-                .into_iter()
-                .map(|e| ((e.kind.clone(), e.namespace.clone(), e.name.clone()), e))
-                .collect();
+            let mut base = BaselineIndex::new();
+            for e in b.findings {
+                base.entry((e.kind.clone(), e.namespace.clone(), e.name.clone()))
+                    .or_default()
+                    .push(e);
+            }
             let new: Vec<&Finding> = findings.iter().filter(|f| !accepted(f, &base)).collect();
             let accepted_n = findings.len() - new.len();
             (new, Some(accepted_n))
@@ -330,6 +351,40 @@ fn runs_code(f: &Finding) -> bool {
     })
 }
 
+/// A SARIF `artifactLocation` for a file as the scan names it. A relative path stays a
+/// relative URI reference, resolved against `%SRCROOT%` (the directory the scan ran in, which
+/// code-scanning uploads map to the checkout); an absolute path becomes a `file://` URI. SARIF
+/// requires URIs, and a file name is not one: a space is not allowed, `#` would start a
+/// fragment and `?` a query, `%` an escape, and `:` in a first segment a scheme. So every byte
+/// outside RFC 3986's unreserved set and `/` is percent-encoded (UTF-8 bytes included).
+fn artifact_location(file: &str) -> serde_json::Value {
+    let b = file.as_bytes();
+    if let Some(rest) = file.strip_prefix("//") {
+        // A UNC path (`\\server\share`, shown with `/`): the server is the URI's authority.
+        json!({"uri": format!("file://{}", percent_encode_path(rest))})
+    } else if let Some(rest) = file.strip_prefix('/') {
+        json!({"uri": format!("file:///{}", percent_encode_path(rest))})
+    } else if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'/' {
+        // A Windows drive path: the drive's colon is part of the path, not a scheme.
+        json!({"uri": format!("file:///{}{}", &file[..2], percent_encode_path(&file[2..]))})
+    } else {
+        json!({"uri": percent_encode_path(file), "uriBaseId": "%SRCROOT%"})
+    }
+}
+
+/// Percent-encodes a path for a URI: unreserved characters and `/` stay as they are.
+fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &byte in path.as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 fn sarif(findings: &[&Finding]) -> serde_json::Value {
     let rules = json!([
         {
@@ -367,7 +422,7 @@ fn sarif(findings: &[&Finding]) -> serde_json::Value {
                 "message": {"text": message},
                 "locations": [{
                     "physicalLocation": {
-                        "artifactLocation": {"uri": f.file},
+                        "artifactLocation": artifact_location(&f.file),
                         "region": {"startLine": f.line}
                     },
                     "logicalLocations": [{
@@ -447,4 +502,37 @@ fn summary(
             None => String::new(),
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sarif_uris_are_percent_encoded_references() {
+        assert_eq!(
+            artifact_location("deploy/my role #1 100%.yaml"),
+            json!({"uri": "deploy/my%20role%20%231%20100%25.yaml", "uriBaseId": "%SRCROOT%"})
+        );
+        assert_eq!(
+            artifact_location("a:b/r?.yaml"),
+            json!({"uri": "a%3Ab/r%3F.yaml", "uriBaseId": "%SRCROOT%"})
+        );
+        assert_eq!(
+            artifact_location("../infra/rôle.yaml"),
+            json!({"uri": "../infra/r%C3%B4le.yaml", "uriBaseId": "%SRCROOT%"})
+        );
+        assert_eq!(
+            artifact_location("/tmp/a b/x#.yaml"),
+            json!({"uri": "file:///tmp/a%20b/x%23.yaml"})
+        );
+        assert_eq!(
+            artifact_location("C:/repo/a b.yaml"),
+            json!({"uri": "file:///C:/repo/a%20b.yaml"})
+        );
+        assert_eq!(
+            artifact_location("//server/share/r.yaml"),
+            json!({"uri": "file://server/share/r.yaml"})
+        );
+    }
 }

@@ -293,6 +293,30 @@ impl Evaluator {
         role_pod_write(&role.rules, self.opts)
     }
 
+    /// Whether the role `id` grants pod write in this tree: one of its definitions does, or, for
+    /// a ClusterRole the tree does not define, Kubernetes' own role of that name does (`edit`,
+    /// `admin`, `cluster-admin` exist in every cluster without a manifest).
+    pub fn role_grants_pod_write(&self, set: &ManifestSet, agg: &Aggregation, id: &ObjId) -> bool {
+        let defs = set.definitions(id);
+        if defs.is_empty() {
+            if id.kind != Kind::ClusterRole {
+                return false;
+            }
+            return match self.bootstrap.get(&id.name) {
+                Some(r) if r.aggregation.is_some() => !self.role_grants(r, agg).is_empty(),
+                Some(r) => self
+                    .bootstrap_grants
+                    .get(&r.name)
+                    .is_some_and(|g| !g.is_empty()),
+                None => false,
+            };
+        }
+        defs.iter().any(|o| match &o.body {
+            Body::Role(r) => !self.role_grants(r, agg).is_empty(),
+            Body::Binding(_) => false,
+        })
+    }
+
     /// The role a binding refers to and what it grants on pods; `None` when the role exists
     /// neither in the tree nor in the bootstrap policy (the binding is latent).
     fn bound(

@@ -7,7 +7,7 @@
 //! broken document does not hide the roles next to it.
 
 use rbac::objects::{Binding, Role};
-use rbac::snapshot::{split_yaml, LoadError, LoadOptions, Snapshot};
+use rbac::snapshot::{parse_yaml_document, split_yaml, LoadError, LoadOptions, Snapshot};
 use serde::Serialize;
 use std::fmt;
 
@@ -281,7 +281,10 @@ fn read_yaml(path: &str, text: &str, out: &mut FileReading) {
             starts.get(d + 1).copied().unwrap_or(lines.len()),
         )
     };
-    if !text.contains("{{") && !text.contains("$patch:") {
+    // `{{` and `$patch` are only hints: either may sit in a comment or a quoted value of a
+    // perfectly ordinary role (`# {{ not helm }}`, an annotation quoting a patch), and skipping
+    // a file on a substring would let anyone hide a role from the scan with one comment.
+    if !text.contains("{{") && !text.contains("$patch") {
         // Nothing to skip by document: one parse of the whole stream (the loader falls back
         // to document by document itself when a document is bad, and names it).
         let mut snap = Snapshot::default();
@@ -299,19 +302,83 @@ fn read_yaml(path: &str, text: &str, out: &mut FileReading) {
         }) {
             continue;
         }
-        if body.contains("{{") {
-            out.skipped_documents.push((d + 1, Skip::HelmTemplate));
-            continue;
-        }
-        if body.contains("$patch:") {
-            out.skipped_documents
-                .push((d + 1, Skip::KustomizePatch("$patch directive".into())));
+        if let Some(skip) = template_or_patch(body) {
+            out.skipped_documents.push((d + 1, skip));
             continue;
         }
         let mut snap = Snapshot::default();
         snap.load_text(path, body, &load_options());
         collect(&snap, path, &lines, &|_| (first, end), Some(d), out);
     }
+}
+
+/// Whether a document is a Helm template or a Kustomize patch, judged on what it is rather than
+/// on what its text mentions:
+/// - a Helm template is a document that does not parse as YAML and has `{{` outside comments
+///   (a template that happens to parse, its `{{ }}` all quoted, is read as the manifest it is:
+///   its rules are literal, so what it grants is known);
+/// - a Kustomize patch is a document that parses and has a `$patch` key in some mapping.
+fn template_or_patch(body: &str) -> Option<Skip> {
+    if !body.contains("{{") && !body.contains("$patch") {
+        return None;
+    }
+    match parse_yaml_document(body) {
+        Ok(v) if has_patch_key(&v) => Some(Skip::KustomizePatch("$patch directive".into())),
+        Ok(_) => None,
+        Err(_) if body.lines().any(|l| code_part(l).contains("{{")) => Some(Skip::HelmTemplate),
+        // Not a template: the loader reports it as invalid YAML, with its message.
+        Err(_) => None,
+    }
+}
+
+/// Whether any mapping in `v`, at any depth, has a `$patch` key. A work list rather than
+/// recursion: nesting depth is the input's to choose.
+fn has_patch_key(v: &serde_json::Value) -> bool {
+    let mut work = vec![v];
+    while let Some(v) = work.pop() {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.contains_key("$patch") {
+                    return true;
+                }
+                work.extend(m.values());
+            }
+            serde_json::Value::Array(a) => work.extend(a),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A YAML line without its comment. A `#` starts a comment at the start of the line or after
+/// whitespace, outside quotes; a quote opens a scalar only where a token can start (so the
+/// apostrophe in `don't` opens nothing). Quoted scalars spanning lines are not followed: this
+/// only decides whether a document that already failed to parse is a Helm template.
+fn code_part(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut prev: Option<char> = None;
+    let mut escaped = false;
+    for (i, ch) in line.char_indices() {
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if ch == '\\' => escaped = true,
+            Some(q) if ch == q => quote = None,
+            Some(_) => {}
+            // `''` inside a single-quoted scalar is a quote, not its end.
+            None if ch == '\'' && prev == Some('\'') => quote = Some('\''),
+            None => {
+                let token_start = prev.is_none_or(|p| p.is_whitespace() || "[{,:-".contains(p));
+                if ch == '#' && prev.is_none_or(char::is_whitespace) {
+                    return &line[..i];
+                }
+                if (ch == '"' || ch == '\'') && token_start {
+                    quote = Some(ch);
+                }
+            }
+        }
+        prev = Some(ch);
+    }
+    line
 }
 
 /// Moves what `snap` holds into `out`. `doc` is the document index when `snap` holds one
@@ -558,6 +625,77 @@ roleRef: {kind: Role, name: r, apiGroup: rbac.authorization.k8s.io}
             read_file("b.json", &big).skipped,
             Some(Skip::TooLarge(_))
         ));
+    }
+
+    const POD_WRITER: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: sneaky\nrules:\n- {apiGroups: [''], resources: [pods], verbs: [create]}\n";
+
+    fn names(r: &FileReading) -> Vec<String> {
+        r.objects.iter().map(|o| o.id.name.clone()).collect()
+    }
+
+    #[test]
+    fn template_and_patch_markers_in_comments_or_strings_do_not_skip() {
+        for text in [
+            format!("# {{{{ not helm }}}}\n{POD_WRITER}"),
+            format!("# $patch: none\n{POD_WRITER}"),
+            format!("{POD_WRITER}# trailing {{{{ x }}}} and $patch: delete\n"),
+            POD_WRITER.replace(
+                "  name: sneaky\n",
+                "  name: sneaky\n  annotations:\n    a: \"{{ .Values.x }}\"\n    b: '$patch: delete'\n    c: \"see {\\\"$patch\\\": 1}\"\n",
+            ),
+            POD_WRITER.replace("name: sneaky", "name: sneaky  # {{ .Release.Name }}"),
+        ] {
+            let r = read_file("r.yaml", text.as_bytes());
+            assert_eq!(names(&r), vec!["sneaky"], "{text}\n{r:#?}");
+            assert_eq!(r.skipped, None, "{text}");
+            assert!(r.skipped_documents.is_empty(), "{text}\n{r:#?}");
+        }
+        // A template whose only expression is quoted parses: its rules are literal, so it is
+        // read (under the name it has before rendering) rather than skipped.
+        let quoted = POD_WRITER.replace("name: sneaky", "name: \"{{ .Release.Name }}\"");
+        let r = read_file("t.yaml", quoted.as_bytes());
+        assert_eq!(names(&r), vec!["{{ .Release.Name }}"]);
+        // Next to a real template, the role in the other document is still read.
+        let two = format!("{POD_WRITER}---\n# {{{{ comment }}}}\nkind: Role\nmetadata:\n  name: {{{{ .Values.n }}}}\n");
+        let r = read_file("r.yaml", two.as_bytes());
+        assert_eq!(names(&r), vec!["sneaky"]);
+        assert_eq!(r.skipped_documents, vec![(2, Skip::HelmTemplate)]);
+    }
+
+    #[test]
+    fn kustomize_patches_are_found_by_key_at_any_depth() {
+        let top = "kind: ClusterRole\nmetadata: {name: x}\n$patch: delete\n";
+        let quoted = "kind: ClusterRole\nmetadata: {name: x}\n\"$patch\": delete\n";
+        let nested = "kind: ClusterRole\nmetadata: {name: x}\nrules:\n- $patch: replace\n- {apiGroups: [''], resources: [pods], verbs: [create]}\n";
+        for text in [top, quoted, nested] {
+            let r = read_file("p.yaml", text.as_bytes());
+            assert!(r.objects.is_empty(), "{text}");
+            assert!(
+                matches!(r.skipped, Some(Skip::KustomizePatch(_))),
+                "{text}: {r:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_broken_document_with_braces_only_in_comments_is_invalid_not_helm() {
+        let r = read_file(
+            "b.yaml",
+            b"# {{ x }}\nkind: ClusterRole\nmetadata: {name: x\n",
+        );
+        assert!(matches!(r.skipped, Some(Skip::Invalid(_))), "{r:#?}");
+    }
+
+    #[test]
+    fn comments_are_cut_outside_quotes_only() {
+        assert_eq!(code_part("a: b # c"), "a: b ");
+        assert_eq!(code_part("# {{ x }}"), "");
+        assert_eq!(code_part("a: \"b # c\" # d"), "a: \"b # c\" ");
+        assert_eq!(code_part("a: 'it''s # no' #x"), "a: 'it''s # no' ");
+        assert_eq!(code_part("a: b#c"), "a: b#c");
+        assert_eq!(code_part("a: don't # c"), "a: don't ");
+        assert_eq!(code_part("a: \"x\\\" # y\" # z"), "a: \"x\\\" # y\" ");
+        assert_eq!(code_part("name: {{ .X }} # c"), "name: {{ .X }} ");
     }
 
     #[test]

@@ -305,6 +305,14 @@ impl Snapshot {
     }
 }
 
+/// Parses one YAML document into a generic value, with the limits the loader itself uses, so
+/// that a caller deciding what a document is (a Helm template, a Kustomize patch) agrees with
+/// the loader on whether it parses.
+pub fn parse_yaml_document(text: &str) -> Result<Value, String> {
+    serde_saphyr::from_str_with_options::<Value>(text, yaml_options(text.len()))
+        .map_err(|e| first_line(&e.to_string()))
+}
+
 /// Parser limits sized to the input. The defaults suit configuration files; a snapshot of a
 /// large cluster is one document with far more nodes, or thousands of documents. Limits that
 /// grow with the input keep that working, while the alias limits that stop expansion bombs

@@ -502,9 +502,13 @@ fn role_tells_where_a_role_came_from() {
     let none = r
         .kubeward(&["--format", "text", "--role", "no-such-role"])
         .ok();
-    assert!(none
-        .stdout
-        .contains("No commit in the range gave a role named no-such-role pod write."));
+    assert!(
+        none.stdout.contains(
+            "No commit in the range gave ClusterRole no-such-role pod write, or changed it or its bindings while it had it."
+        ),
+        "{}",
+        none.stdout
+    );
 }
 
 #[test]
@@ -707,7 +711,9 @@ fn a_deleted_role_added_again_is_introduced_again() {
             json!([again, "introduced", "role.yaml", true]),
         ]
     );
-    let story = r.kubeward(&["--format", "json", "--role", "janitor"]).ok();
+    let story = r
+        .kubeward(&["--format", "json", "--role", "ops/janitor"])
+        .ok();
     let changes: Vec<Value> = story
         .alerts()
         .iter()
@@ -720,5 +726,295 @@ fn a_deleted_role_added_again_is_introduced_again() {
             json!([gone, "deleted"]),
             json!([again, "introduced"]),
         ]
+    );
+}
+
+#[test]
+fn helm_and_patch_words_in_a_comment_do_not_hide_a_new_role() {
+    let mut r = Repo::new();
+    r.write(
+        "rbac/role.yaml",
+        "# {{ not helm }}\n# $patch: none\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: hidden\nrules:\n- {apiGroups: [''], resources: [pods], verbs: [create]}\n",
+    );
+    let id = r.commit("a role behind a comment", BOB);
+    let run = r.kubeward(&["--format", "json"]).ok();
+    let got: Vec<Value> = run
+        .alerts()
+        .iter()
+        .map(|f| json!([f["commit"], f["change"], f["role"], f["line"]]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![json!([id, "introduced", "hidden", 3])],
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn all_parents_does_not_credit_a_conflict_merge_with_what_a_parent_granted() {
+    let role = |verbs: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: ops\nrules:\n- apiGroups: ['']\n  resources: [pods]\n  verbs: [{verbs}]\n")
+    };
+    let binding = |who: &[&str]| {
+        let subjects: String = who
+            .iter()
+            .map(|w| format!("- {{kind: User, name: {w}, apiGroup: rbac.authorization.k8s.io}}\n"))
+            .collect();
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: ops\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ops}}\nsubjects:\n{subjects}")
+    };
+    let mut r = Repo::new();
+    r.write("rbac/ops.yaml", &role("get"));
+    r.write("rbac/bind.yaml", &binding(&["dave"]));
+    r.commit("ops may read pods", ALICE);
+    r.git(&["checkout", "-q", "-b", "feature"], BOB);
+    r.write("rbac/ops.yaml", &role("get, create"));
+    r.write("rbac/bind.yaml", &binding(&["dave", "bob"]));
+    let branch = r.commit("ops may create pods; bind bob", BOB);
+    r.git(&["checkout", "-q", "main"], ALICE);
+    r.write("rbac/ops.yaml", &role("get, delete"));
+    r.write("rbac/bind.yaml", &binding(&["dave", "alice"]));
+    let main = r.commit("ops may delete pods; bind alice", ALICE);
+    // Both sides changed the same lines: the merge resolves the conflict by keeping both.
+    r.tick += 1;
+    r.git(
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "--no-commit",
+            "-s",
+            "ours",
+            "feature",
+        ],
+        FRANK,
+    );
+    r.write("rbac/ops.yaml", &role("get, delete, create"));
+    r.write("rbac/bind.yaml", &binding(&["dave", "alice", "bob"]));
+    let merge = r.commit("Merge branch 'feature'", FRANK);
+    assert_eq!(
+        r.git(&["rev-list", "--parents", "-n", "1", "HEAD"], FRANK)
+            .split_whitespace()
+            .count(),
+        3,
+        "a merge commit"
+    );
+    let facts = |run: &Run| -> Vec<Value> {
+        run.alerts()
+            .iter()
+            .map(|f| {
+                let caps: Vec<&str> = f["newly_granted"]
+                    .as_array()
+                    .expect("newly_granted")
+                    .iter()
+                    .map(|g| g["capability_id"].as_str().expect("capability_id"))
+                    .collect();
+                let added: Vec<&str> = f["subjects_added"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|s| s["name"].as_str().expect("name"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                json!([f["commit"], f["change"], f["kind"], caps, added])
+            })
+            .collect()
+    };
+    let all = r.kubeward(&["--format", "json", "--all-parents"]).ok();
+    assert_eq!(
+        facts(&all),
+        vec![
+            json!([branch, "widened", "ClusterRole", ["create-pods"], []]),
+            json!([
+                branch,
+                "bound",
+                "ClusterRoleBinding",
+                ["create-pods"],
+                ["bob"]
+            ]),
+            json!([main, "widened", "ClusterRole", ["delete-pods"], []]),
+            json!([
+                main,
+                "bound",
+                "ClusterRoleBinding",
+                ["delete-pods"],
+                ["alice"]
+            ]),
+        ],
+        "the merge grants nothing a parent did not: {all:#?}"
+    );
+    // Its rules differ from both parents', so the role's story still shows the merge.
+    let story = r
+        .kubeward(&["--format", "json", "--all-parents", "--role", "ops"])
+        .ok();
+    let merges: Vec<Value> = facts(&story)
+        .into_iter()
+        .filter(|f| f[0] == json!(merge))
+        .collect();
+    assert_eq!(
+        merges,
+        vec![json!([merge, "rules-changed", "ClusterRole", [], []])],
+        "{story:#?}"
+    );
+    // First parent only, the merge is the change that brought the branch's grants to main.
+    let first = r.kubeward(&["--format", "json"]).ok();
+    let on_merge: Vec<Value> = facts(&first)
+        .into_iter()
+        .filter(|f| f[0] == json!(merge))
+        .collect();
+    assert_eq!(
+        on_merge,
+        vec![
+            json!([merge, "widened", "ClusterRole", ["create-pods"], []]),
+            json!([
+                merge,
+                "bound",
+                "ClusterRoleBinding",
+                ["create-pods", "delete-pods"],
+                ["bob"]
+            ]),
+        ],
+        "{first:#?}"
+    );
+}
+
+/// (commit, change, kind, namespace, name) of each finding.
+fn story(run: &Run) -> Vec<Value> {
+    run.alerts()
+        .iter()
+        .map(|f| {
+            json!([
+                f["commit"],
+                f["change"],
+                f["kind"],
+                f["namespace"],
+                f["name"]
+            ])
+        })
+        .collect()
+}
+
+#[test]
+fn role_story_of_a_bootstrap_role_shows_its_bindings() {
+    let rb = |who: &[&str]| {
+        let subjects: String = who
+            .iter()
+            .map(|w| format!("- {{kind: Group, name: {w}, apiGroup: rbac.authorization.k8s.io}}\n"))
+            .collect();
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: devs-edit, namespace: dev}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}}\nsubjects:\n{subjects}")
+    };
+    let mut r = Repo::new();
+    r.write("rbac/readme.yaml", "kind: ConfigMap\nmetadata: {name: x}\n");
+    r.commit("start", ALICE);
+    r.write("rbac/devs.yaml", &rb(&["devs", "contractors"]));
+    let bind = r.commit("devs may edit dev", BOB);
+    r.write("rbac/devs.yaml", &rb(&["devs"]));
+    let unbind = r.commit("contractors may not", CAROL);
+    // Default mode reports the binding of Kubernetes' own edit role.
+    let all = r.kubeward(&["--format", "json"]).ok();
+    assert_eq!(
+        story(&all),
+        vec![json!([bind, "bound", "RoleBinding", "dev", "devs-edit"])]
+    );
+    // No commit introduces edit, yet its story holds its bindings.
+    let edit = r.kubeward(&["--format", "json", "--role", "edit"]).ok();
+    assert_eq!(
+        story(&edit),
+        vec![
+            json!([bind, "bound", "RoleBinding", "dev", "devs-edit"]),
+            json!([unbind, "binding-changed", "RoleBinding", "dev", "devs-edit"]),
+        ],
+        "{edit:#?}"
+    );
+    // Walking only the last commit: edit granted pod write all along.
+    let since = (BASE + 3 * 3600).to_string();
+    let late = r
+        .kubeward(&["--format", "json", "--role", "edit", "--since", &since])
+        .ok();
+    assert_eq!(
+        story(&late),
+        vec![json!([
+            unbind,
+            "binding-changed",
+            "RoleBinding",
+            "dev",
+            "devs-edit"
+        ])],
+        "{late:#?}"
+    );
+}
+
+#[test]
+fn role_story_keeps_what_happened_before_the_first_grant_in_the_window_and_tells_roles_apart() {
+    let role = |kind: &str, ns: &str, verbs: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: {kind}\nmetadata: {{name: ops{ns}}}\nrules:\n- {{apiGroups: [''], resources: [pods], verbs: [{verbs}]}}\n")
+    };
+    let mut r = Repo::new();
+    r.write(
+        "cluster/ops.yaml",
+        &role("ClusterRole", "", "create, delete"),
+    );
+    r.write(
+        "other/ops.yaml",
+        &role("Role", ", namespace: other", "delete"),
+    );
+    let intro = r.commit("ops roles", ALICE);
+    r.write("cluster/bind.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: ops}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ops}\nsubjects: [{kind: User, name: dave, apiGroup: rbac.authorization.k8s.io}]\n");
+    // In namespace other: one binding of the Role ops, one of the ClusterRole ops.
+    r.write("other/bind.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: ops-role, namespace: other}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: ops}\nsubjects: [{kind: User, name: erin, apiGroup: rbac.authorization.k8s.io}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: ops-cluster, namespace: other}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ops}\nsubjects: [{kind: User, name: frank, apiGroup: rbac.authorization.k8s.io}]\n");
+    let bind = r.commit("bind ops", BOB);
+    r.write("cluster/ops.yaml", &role("ClusterRole", "", "create"));
+    let narrow = r.commit("ops may no longer delete", CAROL);
+    r.write(
+        "cluster/ops.yaml",
+        &role("ClusterRole", "", "create, deletecollection"),
+    );
+    r.write(
+        "other/ops.yaml",
+        &role("Role", ", namespace: other", "delete, create"),
+    );
+    let widen = r.commit("ops may delete all pods; other/ops may create", ALICE);
+    r.write(
+        "other/ops.yaml",
+        &role("Role", ", namespace: other", "delete, create, patch"),
+    );
+    let widen_role = r.commit("other/ops may patch", BOB);
+    let cluster_story = vec![
+        json!([bind, "bound", "ClusterRoleBinding", "", "ops"]),
+        json!([bind, "bound", "RoleBinding", "other", "ops-cluster"]),
+        json!([narrow, "rules-changed", "ClusterRole", "", "ops"]),
+        json!([widen, "widened", "ClusterRole", "", "ops"]),
+    ];
+    let run = r.kubeward(&["--format", "json", "--role", "ops"]).ok();
+    let mut want = vec![json!([intro, "introduced", "ClusterRole", "", "ops"])];
+    want.extend(cluster_story.iter().cloned());
+    assert_eq!(story(&run), want, "{run:#?}");
+    // From the binding on: the role was introduced before the window, so the bindings and the
+    // narrowing before the first widening in the window are part of its story.
+    let since = (BASE + 2 * 3600).to_string();
+    let run = r
+        .kubeward(&["--format", "json", "--role", "ops", "--since", &since])
+        .ok();
+    assert_eq!(story(&run), cluster_story, "{run:#?}");
+    // The Role other/ops is another role.
+    let run = r
+        .kubeward(&["--format", "json", "--role", "other/ops", "--since", &since])
+        .ok();
+    assert_eq!(
+        story(&run),
+        vec![
+            json!([bind, "bound", "RoleBinding", "other", "ops-role"]),
+            json!([widen, "widened", "Role", "other", "ops"]),
+            json!([widen_role, "widened", "Role", "other", "ops"]),
+        ],
+        "{run:#?}"
+    );
+    let bad = r.kubeward(&["--role", "a/b/c"]);
+    assert_eq!(bad.code, 2, "{bad:#?}");
+    assert!(
+        bad.stderr.contains(
+            "bad --role 'a/b/c': expected NAME (a ClusterRole) or NAMESPACE/NAME (a Role)"
+        ),
+        "{bad:#?}"
     );
 }

@@ -227,7 +227,10 @@ fn sarif_points_at_the_manifest_lines() {
             r["ruleId"]
         );
         let loc = &r["locations"][0]["physicalLocation"];
-        assert_eq!(loc["artifactLocation"]["uri"], f["file"]);
+        // An absolute path (the fixture's) is a file:// URI; its characters need no escape.
+        let file = f["file"].as_str().unwrap();
+        assert!(file.starts_with('/'), "{file}");
+        assert_eq!(loc["artifactLocation"]["uri"], format!("file://{file}"));
         assert_eq!(loc["region"]["startLine"], f["line"]);
         assert!(r["message"]["text"]
             .as_str()
@@ -448,4 +451,190 @@ fn symlink_loops_and_fifos_do_not_hang_the_scan() {
     if made.unwrap_or(false) {
         assert!(run.summary().contains("2 files read"), "{}", run.stderr);
     }
+}
+
+#[test]
+fn template_and_patch_words_in_comments_or_strings_do_not_hide_a_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let role = |name: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {name}\nrules:\n- apiGroups: ['']\n  resources: [pods]\n  verbs: [create]\n")
+    };
+    write(
+        d,
+        "a.yaml",
+        format!("# {{{{ not helm }}}}\n{}", role("commented-helm")),
+    );
+    write(
+        d,
+        "b.yaml",
+        format!("# $patch: none\n{}", role("commented-patch")),
+    );
+    write(
+        d,
+        "c.yaml",
+        role("annotated").replace(
+            "  name: annotated\n",
+            "  name: annotated\n  annotations:\n    note: \"rendered from {{ .Values.x }}; $patch: delete\"\n",
+        ),
+    );
+    // The real things are still skipped.
+    write(
+        d,
+        "helm.yaml",
+        "kind: ClusterRole\nmetadata:\n  name: {{ .Release.Name }}\n",
+    );
+    write(
+        d,
+        "patch.yaml",
+        "kind: ClusterRole\nmetadata: {name: x}\n$patch: delete\n",
+    );
+    let run = scan(&[d.to_str().unwrap(), "--format", "json", "--verbose"]).ok();
+    let names: BTreeSet<String> = run
+        .alerts()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    let want: BTreeSet<String> = ["annotated", "commented-helm", "commented-patch"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(names, want, "{run:#?}");
+    assert!(
+        run.summary()
+            .contains("2 skipped: helm-template 1, kustomize-patch 1"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_fresh_baseline_accepts_an_object_defined_twice_with_different_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let role = |verbs: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: ops}}\nrules:\n- {{apiGroups: [''], resources: [pods], verbs: [{verbs}]}}\n")
+    };
+    let binding = |who: &str| {
+        format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: ops}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ops}}\nsubjects:\n- {{kind: Group, name: {who}, apiGroup: rbac.authorization.k8s.io}}\n")
+    };
+    std::fs::create_dir_all(tree.join("envs/dev")).unwrap();
+    std::fs::create_dir_all(tree.join("envs/prod")).unwrap();
+    // The copy that sorts last is the narrower one: a baseline keyed by object alone, last
+    // entry winning, would refuse dev's copy of the unchanged tree.
+    let dev = tree.join("envs/dev");
+    let prod = tree.join("envs/prod");
+    write(
+        &dev,
+        "ops.yaml",
+        format!(
+            "{}---\n{}",
+            role("get, create, delete"),
+            binding("dev-team")
+        ),
+    );
+    write(
+        &prod,
+        "ops.yaml",
+        format!("{}---\n{}", role("get, delete"), binding("sre")),
+    );
+    let tree_s = tree.to_str().unwrap();
+    let base = tmp.path().join("b.json");
+    let base_s = base.to_str().unwrap();
+    scan(&[tree_s, "--write-baseline", base_s]).ok();
+    let check = || {
+        scan(&[
+            tree_s,
+            "--baseline",
+            base_s,
+            "--exit-code",
+            "3",
+            "--format",
+            "json",
+        ])
+    };
+    let same = check();
+    assert_eq!(same.code, 0, "{same:#?}");
+    assert!(same.stdout.is_empty(), "{}", same.stdout);
+    assert!(
+        same.summary().contains("4 accepted by the baseline, 0 new"),
+        "{}",
+        same.stderr
+    );
+    // The narrower copy growing into the wider one's grants is still new for that copy.
+    write(
+        &prod,
+        "ops.yaml",
+        format!("{}---\n{}", role("get, create, delete"), binding("sre")),
+    );
+    let grown = check();
+    assert_eq!(grown.code, 3, "{grown:#?}");
+    let files: Vec<String> = grown
+        .alerts()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["kind"].as_str().unwrap(),
+                f["file"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            format!("ClusterRole {tree_s}/envs/prod/ops.yaml"),
+            format!("ClusterRoleBinding {tree_s}/envs/prod/ops.yaml"),
+        ]
+    );
+    // A copy that moved is held to its object's entries: still accepted as it was.
+    write(
+        &prod,
+        "ops.yaml",
+        format!("{}---\n{}", role("get, delete"), binding("sre")),
+    );
+    std::fs::rename(prod.join("ops.yaml"), prod.join("moved.yaml")).unwrap();
+    let moved = check();
+    assert_eq!(moved.code, 0, "{moved:#?}");
+}
+
+#[test]
+fn sarif_uris_are_percent_encoded_and_relative_paths_stay_relative() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("in fra");
+    std::fs::create_dir_all(d.join("ops #1")).unwrap();
+    write(
+        &d.join("ops #1"),
+        "r\u{f4}le 100%.yaml",
+        "kind: ClusterRole\nmetadata: {name: r}\nrules: [{apiGroups: [''], resources: [pods], verbs: [create]}]\n",
+    );
+    let uris = |cwd: &Path, path: &str| -> Vec<Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeward"))
+            .args(["scan", path, "--format", "sarif"])
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let sarif: Value = serde_json::from_slice(&out.stdout).unwrap();
+        sarif["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["locations"][0]["physicalLocation"]["artifactLocation"].clone())
+            .collect()
+    };
+    let relative = vec![json!({
+        "uri": "in%20fra/ops%20%231/r%C3%B4le%20100%25.yaml",
+        "uriBaseId": "%SRCROOT%"
+    })];
+    assert_eq!(uris(tmp.path(), "in fra"), relative);
+    assert_eq!(uris(tmp.path(), "./in fra/"), relative);
+    let tmp_s = tmp.path().to_str().unwrap();
+    assert!(!tmp_s.contains([' ', '#', '%']), "{tmp_s}");
+    assert_eq!(
+        uris(tmp.path(), d.to_str().unwrap()),
+        vec![json!({
+            "uri": format!("file://{tmp_s}/in%20fra/ops%20%231/r%C3%B4le%20100%25.yaml")
+        })]
+    );
 }
