@@ -7,6 +7,7 @@ use crate::clusterrole_pod_write::{self, RuleOptions};
 use crate::suppress::Suppressions;
 use audit::envelope::{finish_event, looks_like_envelope};
 use audit::framing::trim;
+use audit::needle::looks_native;
 use audit::{
     parse_record, visit_lines, Chunk, ChunkKind, Cloud, Event, InputFormat, LineIssue, LineNeedle,
     Origin, Piece, Record, Unwrapper,
@@ -208,7 +209,12 @@ impl Engine {
     /// A new engine.
     pub fn new(opts: EngineOptions, suppressions: Suppressions) -> Self {
         let needle = if opts.stateful { STATE_NEEDLE } else { NEEDLE };
-        let finder = opts.prefilter.then(|| LineNeedle::new(needle));
+        // Under `auto` the needle scan also stops at lines that do not look native, so that
+        // wrappers mixed into a native input reach the unwrapper (see `process`).
+        let guard = opts.input_format == InputFormat::Auto;
+        let finder = opts
+            .prefilter
+            .then(|| LineNeedle::new(needle).with_line_guard(guard));
         let unwrapper = Unwrapper::new(opts.input_format, opts.max_record);
         Engine {
             opts,
@@ -247,6 +253,18 @@ impl Engine {
                         let mut acc = acc.borrow_mut();
                         if envelopes {
                             self.envelope_record(rel, line, &mut acc);
+                        } else if let Some(f) = finder.filter(|_| auto && !looks_native(line)) {
+                            // The line guard's stop: maybe a wrapper, maybe the needle,
+                            // maybe neither (a native Event with other key order, junk).
+                            if looks_like_envelope(line) {
+                                self.envelope_record(rel, line, &mut acc);
+                            } else if f.contains(line)
+                                && (verb_is_one_of(line, verbs) || may_be_escaped(line, verbs))
+                            {
+                                self.record(rel, line, &mut acc);
+                            } else {
+                                not_writes += 1;
+                            }
                         } else if finder.is_some()
                             && !verb_is_one_of(line, verbs)
                             && !(auto && may_be_escaped(line, verbs))

@@ -3,7 +3,7 @@
 //! fixture per wrapper (`tests/fixtures/envelopes/`, written by its `generate.py`), and one
 //! fixture per malformed variant.
 
-use crate::util::{fixture, run, Run};
+use crate::util::{fixture, run, write, Run};
 use serde_json::Value;
 
 fn detect_path(path: &str, extra: &[&str]) -> Run {
@@ -619,6 +619,79 @@ fn every_malformed_variant_is_reported_with_its_location() {
                 );
             }
             assert_eq!(r.alerts().len(), *alerts, "{file}: {r:#?}");
+        }
+    }
+}
+
+/// (line, format) of each alert.
+fn alert_lines(r: &Run) -> Vec<(u64, Option<String>)> {
+    r.alerts()
+        .iter()
+        .map(|a| {
+            (
+                a["source"]["line"].as_u64().unwrap(),
+                a["source"]["format"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn wrapped_lines_after_a_native_or_unknown_first_line_are_unwrapped() {
+    // The input is classified by its first record; a native or unrecognised one used to send
+    // every later line through the needle prefilter, which cannot see into a GKE entry's
+    // fields or a compressed CloudWatch payload: those alerts were lost. The needle scan
+    // now stops at every line that does not start like a native Event.
+    let dir = tempfile::tempdir().unwrap();
+    // The API server's order starts with the kind; serde_json sorts the keys.
+    let sorted = crate::util::event(serde_json::json!({})).to_string();
+    let kindless = crate::util::event(serde_json::json!({"kind": null})).to_string();
+    let native = format!(r#"{{"kind":"Event",{}"#, &kindless[1..]);
+    // The same Event as other JSON writers space it.
+    let spaced = native.replacen(r#"{"kind":"Event","#, r#"{ "kind": "Event", "#, 1);
+    let header = r#"{"note":"export header"}"#.to_string();
+    let read = |name: &str| std::fs::read_to_string(envelope(name)).unwrap();
+    for (wrapped, format) in [
+        (read("gke-logentries.jsonl"), "gke"),
+        (read("eks-lambda.json"), "eks"),
+    ] {
+        let alone = detect_path(&write(dir.path(), "alone.jsonl", &wrapped), &[]).ok();
+        let want_wrapped: Vec<(u64, Option<String>)> = alert_lines(&alone)
+            .into_iter()
+            .map(|(l, f)| (l + 1, f))
+            .collect();
+        assert!(!want_wrapped.is_empty());
+        assert!(want_wrapped.iter().all(|w| w.1.as_deref() == Some(format)));
+        for (first, alerts_first) in [
+            (&native, true),
+            (&spaced, true),
+            (&sorted, true),
+            (&header, false),
+        ] {
+            let path = write(dir.path(), "mixed.jsonl", format!("{first}\n{wrapped}"));
+            let mut want = want_wrapped.clone();
+            if alerts_first {
+                want.insert(0, (1, None));
+            }
+            for extra in [&[][..], &["--no-prefilter"]] {
+                let r = detect_path(&path, extra).ok();
+                assert_eq!(
+                    alert_lines(&r),
+                    want,
+                    "{format} after {first:.30} {extra:?}: {r:#?}"
+                );
+                // Without the prefilter every line is parsed: the header is reported.
+                let bad = if !alerts_first && !extra.is_empty() {
+                    " 1 malformed,"
+                } else {
+                    " 0 malformed,"
+                };
+                assert!(
+                    r.summary().contains(bad),
+                    "{format} after {first:.30} {extra:?}: {}",
+                    r.stderr
+                );
+            }
         }
     }
 }
