@@ -411,6 +411,9 @@ struct Top<'a> {
     properties: Option<aks::Properties<'a>>,
     #[serde(borrow, default, alias = "ResourceId")]
     resource_id: Option<&'a RawValue>,
+    /// Azure Monitor metric records (`AllMetrics`) have this instead of a category.
+    #[serde(borrow, default)]
+    metric_name: Option<&'a RawValue>,
 }
 
 /// A JSON string's value, or `None` when the value is not a string.
@@ -769,17 +772,19 @@ fn classify(t: &Top) -> Shape {
         let Ok(all) = serde_json::from_str::<Vec<&RawValue>>(r.get()) else {
             return Shape::RecordsNotArray;
         };
-        let first = all.first().copied();
-        let first_has = |k: &str| {
-            first.is_some_and(|f| {
-                serde_json::from_str::<std::collections::HashMap<&str, &RawValue>>(f.get())
-                    .is_ok_and(|m| m.contains_key(k))
-            })
+        // Decided by whether any record holds `data`, not by the first record: an Event Hubs
+        // body may start with a record of another kind (an `AllMetrics` metric has neither
+        // `category` nor `properties`), and that must not lose the audit records after it.
+        // Each AKS record then decides for itself (other kinds are skipped and counted).
+        let holds_data = |r: &&RawValue| {
+            let mut found = false;
+            top_level_keys(r.get().as_bytes(), |k, _| found |= k == b"data");
+            found
         };
-        if first_has("category") || first_has("properties") {
-            return Shape::AksHub;
+        if all.is_empty() || all.iter().any(holds_data) {
+            return Shape::EksFirehose;
         }
-        return Shape::EksFirehose;
+        return Shape::AksHub;
     }
     if t.events.is_some() {
         return Shape::EksOutput;

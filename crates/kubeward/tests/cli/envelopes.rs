@@ -695,3 +695,44 @@ fn wrapped_lines_after_a_native_or_unknown_first_line_are_unwrapped() {
         }
     }
 }
+
+#[test]
+fn event_hubs_body_starting_with_a_metric_record_is_read_as_aks() {
+    // An `AllMetrics` record (no category, no properties, no data) first used to make the
+    // body a Firehose one: "EKS records[0].data: missing", and the audit records were lost.
+    let dir = tempfile::tempdir().unwrap();
+    let mut body: Value =
+        serde_json::from_str(&std::fs::read_to_string(envelope("aks-eventhub.json")).unwrap())
+            .unwrap();
+    let metric = serde_json::json!({
+        "count": 1, "total": 1, "minimum": 1, "maximum": 1, "average": 1,
+        "resourceId": "/SUBSCRIPTIONS/0000/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS1",
+        "time": "2026-01-10T12:00:00Z", "metricName": "apiserver_cpu_usage_percentage", "timeGrain": "PT1M"
+    });
+    let plain = detect_path(&envelope("aks-eventhub.json"), &[]).ok();
+    let want: Vec<u64> = plain
+        .alerts()
+        .iter()
+        .map(|a| a["source"]["item"].as_u64().unwrap() + 1)
+        .collect();
+    assert!(!want.is_empty());
+    body["records"].as_array_mut().unwrap().insert(0, metric);
+    let path = write(dir.path(), "hub.json", body.to_string());
+    let r = detect_path(&path, &[]).ok();
+    let got: Vec<u64> = r
+        .alerts()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["source"]["format"], "aks");
+            a["source"]["item"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(got, want, "{r:#?}");
+    assert!(r.summary().contains(" 0 malformed,"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("skipped 1 record without an audit event: AKS: metric records (AllMetrics, not kube-audit)"),
+        "{}",
+        r.stderr
+    );
+}
