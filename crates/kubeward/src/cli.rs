@@ -455,8 +455,9 @@ pub struct DetectArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
     pub exit_code: Option<u8>,
 
-    /// Longest line (or JSON document) read; longer ones are reported and skipped. Accepts
-    /// K, M, G suffixes (powers of 1024).
+    /// Longest line (or JSON document) read; longer ones are reported and skipped. Also the
+    /// most that the payloads of one managed cluster's record may decode to, all together.
+    /// Accepts K, M, G suffixes (powers of 1024).
     #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_size)]
     pub max_line_bytes: usize,
 

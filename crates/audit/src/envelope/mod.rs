@@ -329,7 +329,8 @@ const MAX_DEPTH: u8 = 6;
 
 impl Unwrapper {
     /// An unwrapper for `format` (`Auto` accepts every shape; a cloud accepts only its own);
-    /// decoded payloads over `max_bytes` are reported, not kept.
+    /// decoded payloads over `max_bytes`, alone or together with the others of their record,
+    /// are reported, not kept.
     pub fn new(format: InputFormat, max_bytes: usize) -> Self {
         Unwrapper {
             format,
@@ -345,6 +346,7 @@ impl Unwrapper {
         let mut ctx = Ctx {
             u: self,
             out: &mut out,
+            budget: self.max_bytes,
         };
         ctx.values(bytes, "", 0, None);
         out
@@ -354,6 +356,12 @@ impl Unwrapper {
 struct Ctx<'u, 'o> {
     u: &'u Unwrapper,
     out: &'o mut Vec<Piece>,
+    /// Decoded bytes this record may still produce. The cap on one payload alone does not
+    /// bound a record: a 100 KB Firehose body can hold 60 payloads that each inflate to the
+    /// cap, and every piece of a record is kept until the record is done. So all payloads of
+    /// one record share one budget, the same `--max-line-bytes`; those beyond it are
+    /// reported (with their place in the record), not decoded.
+    budget: usize,
 }
 
 /// Inherited facts while descending into nested wrappers.
@@ -658,34 +666,55 @@ impl Ctx<'_, '_> {
 
     /// Decodes base64 data and, when it is gzip, decompresses it (every member), within the
     /// size cap.
-    fn decode(&self, b64: &str) -> Result<Vec<u8>, String> {
+    /// Decoded bytes count against the record's budget ([`Ctx::budget`]).
+    fn decode(&mut self, b64: &str) -> Result<Vec<u8>, String> {
         use base64::Engine as _;
+        let over_budget = |cap: usize| {
+            format!(
+                "the record's decoded payloads are over the {cap} byte total cap \
+                 (--max-line-bytes); this one and the rest were not decoded"
+            )
+        };
+        let total = self.u.max_bytes;
+        if self.budget == 0 {
+            return Err(over_budget(total));
+        }
         let cleaned: Vec<u8> = b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
         let raw = base64::engine::general_purpose::STANDARD
             .decode(&cleaned)
             .map_err(|e| format!("data is not base64: {e}"))?;
-        if raw.len() > self.u.max_bytes {
+        if raw.len() > total {
             return Err(format!(
-                "decoded data is {} bytes, over the {} byte cap (--max-line-bytes)",
+                "decoded data is {} bytes, over the {total} byte cap (--max-line-bytes)",
                 raw.len(),
-                self.u.max_bytes
             ));
         }
-        if !raw.starts_with(&[0x1f, 0x8b]) {
-            return Ok(raw);
+        let out = if raw.starts_with(&[0x1f, 0x8b]) {
+            use std::io::Read;
+            let mut out = Vec::new();
+            // At most one byte past what the record may still take, whatever the gzip says.
+            let cap = self.budget as u64;
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .take(cap + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("data is not valid gzip: {e}"))?;
+            if out.len() as u64 > cap {
+                self.budget = 0;
+                return Err(if cap as usize == total {
+                    format!("decompressed data is over the {total} byte cap (--max-line-bytes)")
+                } else {
+                    over_budget(total)
+                });
+            }
+            out
+        } else {
+            raw
+        };
+        if out.len() > self.budget {
+            self.budget = 0;
+            return Err(over_budget(total));
         }
-        use std::io::Read;
-        let mut out = Vec::new();
-        let cap = self.u.max_bytes as u64;
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .take(cap + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("data is not valid gzip: {e}"))?;
-        if out.len() as u64 > cap {
-            return Err(format!(
-                "decompressed data is over the {cap} byte cap (--max-line-bytes)"
-            ));
-        }
+        self.budget -= out.len();
         Ok(out)
     }
 }

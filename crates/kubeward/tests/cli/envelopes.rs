@@ -736,3 +736,30 @@ fn event_hubs_body_starting_with_a_metric_record_is_read_as_aks() {
         r.stderr
     );
 }
+
+#[test]
+fn a_records_decoded_payloads_share_one_cap() {
+    // Each payload fits the cap, but a record's pieces are all kept until it is done: a small
+    // body of many compressed payloads could take gigabytes. The payloads decode to 2469, 236
+    // and 1571 bytes: with a 4000-byte cap the third is reported, with its place.
+    let path = envelope("eks-firehose-http.json");
+    let all = detect_path(&path, &[]).ok();
+    assert_eq!(all.alerts().len(), 2);
+    assert!(all.summary().contains(" 0 malformed,"), "{}", all.stderr);
+    let r = detect_path(&path, &["--max-line-bytes", "4000"]).ok();
+    let items: Vec<u64> = r
+        .alerts()
+        .iter()
+        .map(|a| a["source"]["item"].as_u64().unwrap())
+        .collect();
+    assert_eq!(items, vec![1], "{r:#?}");
+    assert!(
+        r.stderr.contains(
+            "eks-firehose-http.json:1 [item 3]: EKS records[2].data: the record's decoded \
+             payloads are over the 4000 byte total cap (--max-line-bytes)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.summary().contains(" 1 malformed,"), "{}", r.stderr);
+}
