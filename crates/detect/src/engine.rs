@@ -210,8 +210,10 @@ impl Engine {
     pub fn new(opts: EngineOptions, suppressions: Suppressions) -> Self {
         let needle = if opts.stateful { STATE_NEEDLE } else { NEEDLE };
         // Under `auto` the needle scan also stops at lines that do not look native, so that
-        // wrappers mixed into a native input reach the unwrapper (see `process`).
-        let guard = opts.input_format == InputFormat::Auto;
+        // wrappers mixed into a native input reach the unwrapper (see `process`); under
+        // `k8s`, so that they are reported instead of silently skipped (a compressed
+        // payload never holds the needle).
+        let guard = matches!(opts.input_format, InputFormat::Auto | InputFormat::K8s);
         let finder = opts
             .prefilter
             .then(|| LineNeedle::new(needle).with_line_guard(guard));
@@ -240,6 +242,7 @@ impl Engine {
                     self.finder.as_ref()
                 };
                 let auto = self.opts.input_format == InputFormat::Auto;
+                let guarded = auto || self.opts.input_format == InputFormat::K8s;
                 let verbs = if self.opts.stateful {
                     CHANGE_VERBS
                 } else {
@@ -253,11 +256,19 @@ impl Engine {
                         let mut acc = acc.borrow_mut();
                         if envelopes {
                             self.envelope_record(rel, line, &mut acc);
-                        } else if let Some(f) = finder.filter(|_| auto && !looks_native(line)) {
+                        } else if let Some(f) = finder.filter(|_| guarded && !looks_native(line)) {
                             // The line guard's stop: maybe a wrapper, maybe the needle,
                             // maybe neither (a native Event with other key order, junk).
-                            if looks_like_envelope(line) {
+                            if looks_like_envelope(line) && auto {
                                 self.envelope_record(rel, line, &mut acc);
+                            } else if looks_like_envelope(line) {
+                                acc.findings.push(Finding::Malformed {
+                                    rel_line: rel,
+                                    item: None,
+                                    reason: "a managed cluster's record (EKS, GKE or AKS), not a \
+                                             native audit Event (--input-format k8s; use auto)"
+                                        .into(),
+                                });
                             } else if f.contains(line)
                                 && (verb_is_one_of(line, verbs) || may_be_escaped(line, verbs))
                             {

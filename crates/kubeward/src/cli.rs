@@ -433,7 +433,9 @@ pub struct DetectArgs {
 
     /// What the inputs hold: auto tells each input by its first record, and each record by
     /// its own keys (native Events take the fast path unchanged); k8s, eks, gke or aks reads
-    /// only that shape and reports anything else as malformed.
+    /// only that shape and reports anything else as malformed (under k8s, as under auto,
+    /// lines that are neither audit Events nor managed clusters' records, and do not hold
+    /// `clusterroles`, are skipped by the prefilter unparsed).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = InputFormatArg::Auto)]
     pub input_format: InputFormatArg,
 

@@ -763,3 +763,30 @@ fn a_records_decoded_payloads_share_one_cap() {
     );
     assert!(r.summary().contains(" 1 malformed,"), "{}", r.stderr);
 }
+
+#[test]
+fn forced_k8s_reports_wrapped_lines_the_prefilter_cannot_see_into() {
+    // A compressed payload never holds the needle: under k8s it used to be "skipped by the
+    // prefilter", while --help says other shapes are reported as malformed.
+    let dir = tempfile::tempdir().unwrap();
+    let lambda = std::fs::read_to_string(envelope("eks-lambda.json")).unwrap();
+    let header = r#"{"note":"export header"}"#;
+    let path = write(dir.path(), "l.jsonl", format!("{header}\n{lambda}"));
+    let r = detect_path(&path, &["--input-format", "k8s"]).ok();
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr.contains(
+            "l.jsonl:2: a managed cluster's record (EKS, GKE or AKS), not a native audit Event \
+             (--input-format k8s; use auto)"
+        ),
+        "{}",
+        r.stderr
+    );
+    // The unknown line is skipped by the prefilter, as --help says.
+    assert!(
+        r.summary()
+            .contains("(1 lines skipped by the prefilter), 1 malformed,"),
+        "{}",
+        r.summary()
+    );
+}
