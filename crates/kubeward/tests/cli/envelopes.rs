@@ -790,3 +790,19 @@ fn forced_k8s_reports_wrapped_lines_the_prefilter_cannot_see_into() {
         r.summary()
     );
 }
+
+#[test]
+fn a_firehose_s3_object_over_the_cap_is_one_malformed_record() {
+    // Firehose writes its records back to back without newlines: the object is one "line",
+    // as the README's limits say.
+    let r = detect_path(&envelope("eks-firehose-s3.gz"), &["--max-line-bytes", "1K"]).ok();
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr.contains(
+            "eks-firehose-s3.gz:1: line is 5855 bytes, over the 1024 byte cap (--max-line-bytes)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.summary().contains(" 1 malformed,"), "{}", r.summary());
+}
