@@ -15,6 +15,9 @@ use memchr::memmem::Finder;
 pub struct LineNeedle {
     needle: Vec<u8>,
     finder: Finder<'static>,
+    /// Also stop at every line that does not start like a native audit Event
+    /// ([`looks_native`]); see [`LineNeedle::with_line_guard`].
+    guard: bool,
     #[cfg(target_arch = "x86_64")]
     avx2: bool,
 }
@@ -26,6 +29,7 @@ impl LineNeedle {
         LineNeedle {
             needle: needle.to_vec(),
             finder: Finder::new(needle).into_owned(),
+            guard: false,
             #[cfg(target_arch = "x86_64")]
             avx2: needle.len() >= 2
                 && std::arch::is_x86_feature_detected!("avx2")
@@ -33,9 +37,34 @@ impl LineNeedle {
         }
     }
 
+    /// With `on`, [`LineNeedle::next`] also stops at the start of every line that does not
+    /// begin like a native audit Event ([`looks_native`]), needle or not. Under
+    /// `--input-format auto` a native log may hold managed-cluster wrappers further down (a
+    /// GKE entry, a gzip+base64 CloudWatch payload) that the needle cannot see; such lines
+    /// must reach the unwrapper. Only the first bytes after each newline are compared, and
+    /// only in blocks that hold a newline, so the native scan keeps its speed.
+    pub fn with_line_guard(mut self, on: bool) -> Self {
+        self.guard = on;
+        self
+    }
+
+    /// Whether `line` holds the needle.
+    pub fn contains(&self, line: &[u8]) -> bool {
+        self.finder.find(line).is_some()
+    }
+
     /// The first occurrence at or after `pos`, and the number of newlines in `hay[pos..hit]`
-    /// (to the end of `hay` when there is none).
+    /// (to the end of `hay` when there is none). With the line guard on, the start of a line
+    /// that does not look native counts as an occurrence too (the line at `pos` included
+    /// when `pos` starts a line).
     pub fn next(&self, hay: &[u8], pos: usize) -> (Option<usize>, u64) {
+        if self.guard
+            && pos < hay.len()
+            && (pos == 0 || hay[pos - 1] == b'\n')
+            && !looks_native(&hay[pos..])
+        {
+            return (Some(pos), 0);
+        }
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: AVX2 and POPCNT support were checked at construction.
@@ -49,6 +78,15 @@ impl LineNeedle {
         let pos = pos.min(hay.len());
         let hit = self.finder.find(&hay[pos..]).map(|h| h + pos);
         let end = hit.unwrap_or(hay.len());
+        if self.guard {
+            // The first line start in (pos, end] that does not look native comes first.
+            for (k, nl) in memchr::memchr_iter(b'\n', &hay[pos..end]).enumerate() {
+                let q = pos + nl + 1;
+                if q < hay.len() && !looks_native(&hay[q..]) {
+                    return (Some(q), k as u64 + 1);
+                }
+            }
+        }
         (
             hit,
             memchr::memchr_iter(b'\n', &hay[pos..end]).count() as u64,
@@ -77,11 +115,30 @@ impl LineNeedle {
             let c1 = _mm256_and_si256(_mm256_cmpeq_epi8(a1, first), _mm256_cmpeq_epi8(b1, second));
             let nl = (_mm256_movemask_epi8(_mm256_cmpeq_epi8(a0, newline)) as u32 as u64)
                 | ((_mm256_movemask_epi8(_mm256_cmpeq_epi8(a1, newline)) as u32 as u64) << 32);
+            // With the guard, the first newline whose next line does not look native: a
+            // needle after it in this block comes second. Blocks without newlines (most of
+            // them; lines are long) pay one branch.
+            let mut odd = 64u32;
+            if self.guard && nl != 0 {
+                let mut m = nl;
+                while m != 0 {
+                    let bit = m.trailing_zeros();
+                    let q = o + bit as usize + 1;
+                    if q < hay.len() && !looks_native(&hay[q..]) {
+                        odd = bit;
+                        break;
+                    }
+                    m &= m - 1;
+                }
+            }
             if _mm256_testz_si256(_mm256_or_si256(c0, c1), _mm256_or_si256(c0, c1)) == 0 {
                 let mut cand = (_mm256_movemask_epi8(c0) as u32 as u64)
                     | ((_mm256_movemask_epi8(c1) as u32 as u64) << 32);
                 while cand != 0 {
                     let bit = cand.trailing_zeros();
+                    if bit > odd {
+                        break;
+                    }
                     let p = o + bit as usize;
                     if hay[p..].starts_with(n) {
                         let below = nl & ((1u64 << bit) - 1);
@@ -90,12 +147,57 @@ impl LineNeedle {
                     cand &= cand - 1;
                 }
             }
+            if odd < 64 {
+                let upto = nl & (u64::MAX >> (63 - odd));
+                return (
+                    Some(o + odd as usize + 1),
+                    lines + u64::from(upto.count_ones()),
+                );
+            }
             lines += u64::from(nl.count_ones());
             o += 64;
         }
         let (hit, rest) = self.next_portable(hay, o);
         (hit, lines + rest)
     }
+}
+
+/// Whether a line starts the way audit Events are written: `{"kind":"Event"` or
+/// `{"apiVersion":"audit.k8s.io/` (the API server's order), blanks allowed around the
+/// punctuation (as other JSON writers put them). A blank line counts as native. Only the first
+/// few dozen bytes are looked at: this is the line guard's O(1) test, not a judgement on the
+/// JSON.
+pub fn looks_native(line: &[u8]) -> bool {
+    // The API server's own prefix first: one fixed-size compare for nearly every line.
+    if line.starts_with(br#"{"kind":"Event""#) {
+        return true;
+    }
+    fn ws(b: &[u8]) -> &[u8] {
+        let n = b
+            .iter()
+            .take_while(|&&c| c == b' ' || c == b'\t' || c == b'\r')
+            .count();
+        &b[n..]
+    }
+    let rest = ws(line);
+    if matches!(rest.first(), None | Some(b'\n')) {
+        return true;
+    }
+    let Some(rest) = rest.strip_prefix(b"{") else {
+        return false;
+    };
+    let rest = ws(rest);
+    for (key, value) in [
+        (&br#""kind""#[..], &br#""Event""#[..]),
+        (br#""apiVersion""#, br#""audit.k8s.io/"#),
+    ] {
+        if let Some(r) = rest.strip_prefix(key) {
+            return ws(r)
+                .strip_prefix(b":")
+                .is_some_and(|r| ws(r).starts_with(value));
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -131,5 +233,58 @@ mod tests {
         }
         assert_eq!(n.next(b"", 0), (None, 0));
         assert_eq!(n.next(b"\n\nclusterroles", 1), (Some(2), 1));
+    }
+
+    /// With the line guard, the fused and two-pass scans agree, and both stop at the first
+    /// line that does not look native as well as at the needle.
+    #[test]
+    fn guarded_fused_equals_two_pass() {
+        let n = LineNeedle::new(b"clusterroles").with_line_guard(true);
+        let mut hay = Vec::new();
+        for i in 0..3000 {
+            match i % 11 {
+                0 => hay.extend_from_slice(b"{\"kind\":\"Event\",\"resource\":\"clusterroles\"}\n"),
+                1 => hay.extend_from_slice(b"{\"kind\":\"Event\",\"x\":1}\n"),
+                2 => hay.extend_from_slice(b"{\"apiVersion\":\"audit.k8s.io/v1\"}\n"),
+                3 => hay.extend_from_slice(b"{\"protoPayload\":{}}\n"),
+                4 => hay.extend_from_slice(b"  \n"),
+                5 => hay.extend_from_slice(b"{\"kind\":\"Event\",\"pad\":\""),
+                6 => hay.extend_from_slice(&vec![b'a' + (i % 26) as u8; i % 70]),
+                7 => hay.extend_from_slice(b"\"}\n{\"kind\":\"Event\"clusterroles"),
+                _ => hay.extend_from_slice(b"{\"kind\":\"Event\"}\n"),
+            }
+        }
+        let mut odd = 0;
+        for start in 0..200 {
+            let mut pos = start;
+            loop {
+                let a = n.next(&hay, pos);
+                let b = n.next_portable(&hay, pos);
+                // next() also checks the line at `pos`; next_portable only those after it.
+                if !(pos == 0 || hay[pos - 1] == b'\n') || looks_native(&hay[pos..]) {
+                    assert_eq!(a, b, "from {pos}");
+                }
+                match a.0 {
+                    Some(h) => {
+                        if !hay[h..].starts_with(b"clusterroles") {
+                            assert!(!looks_native(&hay[h..]) && (h == 0 || hay[h - 1] == b'\n'));
+                            odd += 1;
+                        }
+                        pos = h + 1
+                    }
+                    None => break,
+                }
+            }
+        }
+        assert!(odd > 0);
+        let g = |s: &[u8]| n.next(s, 0);
+        assert_eq!(g(b"{\"kind\":\"Event\"}\n{\"awslogs\":1}"), (Some(17), 1));
+        assert_eq!(g(b"{\"awslogs\":1}"), (Some(0), 0));
+        assert_eq!(g(b"\n \t\n{\"kind\":\"Event\"}\n"), (None, 3));
+        assert!(looks_native(b"{ \"kind\" : \"Event\", \"x\": 1}"));
+        assert!(looks_native(b"{\"apiVersion\": \"audit.k8s.io/v1\"}"));
+        assert!(!looks_native(b"{\"kind\":\"EventList\"}"));
+        assert!(!looks_native(b"{\"kind\":\"Evt"));
+        assert!(!looks_native(b"{\"awslogs\":{}}"));
     }
 }

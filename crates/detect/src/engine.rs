@@ -7,6 +7,7 @@ use crate::clusterrole_pod_write::{self, RuleOptions};
 use crate::suppress::Suppressions;
 use audit::envelope::{finish_event, looks_like_envelope};
 use audit::framing::trim;
+use audit::needle::looks_native;
 use audit::{
     parse_record, visit_lines, Chunk, ChunkKind, Cloud, Event, InputFormat, LineIssue, LineNeedle,
     Origin, Piece, Record, Unwrapper,
@@ -208,7 +209,14 @@ impl Engine {
     /// A new engine.
     pub fn new(opts: EngineOptions, suppressions: Suppressions) -> Self {
         let needle = if opts.stateful { STATE_NEEDLE } else { NEEDLE };
-        let finder = opts.prefilter.then(|| LineNeedle::new(needle));
+        // Under `auto` the needle scan also stops at lines that do not look native, so that
+        // wrappers mixed into a native input reach the unwrapper (see `process`); under
+        // `k8s`, so that they are reported instead of silently skipped (a compressed
+        // payload never holds the needle).
+        let guard = matches!(opts.input_format, InputFormat::Auto | InputFormat::K8s);
+        let finder = opts
+            .prefilter
+            .then(|| LineNeedle::new(needle).with_line_guard(guard));
         let unwrapper = Unwrapper::new(opts.input_format, opts.max_record);
         Engine {
             opts,
@@ -234,6 +242,7 @@ impl Engine {
                     self.finder.as_ref()
                 };
                 let auto = self.opts.input_format == InputFormat::Auto;
+                let guarded = auto || self.opts.input_format == InputFormat::K8s;
                 let verbs = if self.opts.stateful {
                     CHANGE_VERBS
                 } else {
@@ -247,6 +256,26 @@ impl Engine {
                         let mut acc = acc.borrow_mut();
                         if envelopes {
                             self.envelope_record(rel, line, &mut acc);
+                        } else if let Some(f) = finder.filter(|_| guarded && !looks_native(line)) {
+                            // The line guard's stop: maybe a wrapper, maybe the needle,
+                            // maybe neither (a native Event with other key order, junk).
+                            if looks_like_envelope(line) && auto {
+                                self.envelope_record(rel, line, &mut acc);
+                            } else if looks_like_envelope(line) {
+                                acc.findings.push(Finding::Malformed {
+                                    rel_line: rel,
+                                    item: None,
+                                    reason: "a managed cluster's record (EKS, GKE or AKS), not a \
+                                             native audit Event (--input-format k8s; use auto)"
+                                        .into(),
+                                });
+                            } else if f.contains(line)
+                                && (verb_is_one_of(line, verbs) || may_be_escaped(line, verbs))
+                            {
+                                self.record(rel, line, &mut acc);
+                            } else {
+                                not_writes += 1;
+                            }
                         } else if finder.is_some()
                             && !verb_is_one_of(line, verbs)
                             && !(auto && may_be_escaped(line, verbs))

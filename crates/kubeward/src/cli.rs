@@ -461,7 +461,9 @@ pub struct DetectArgs {
 
     /// What the inputs hold: auto tells each input by its first record, and each record by
     /// its own keys (native Events take the fast path unchanged); k8s, eks, gke or aks reads
-    /// only that shape and reports anything else as malformed.
+    /// only that shape and reports anything else as malformed (under k8s, as under auto,
+    /// lines that are neither audit Events nor managed clusters' records, and do not hold
+    /// `clusterroles`, are skipped by the prefilter unparsed).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = InputFormatArg::Auto)]
     pub input_format: InputFormatArg,
 
@@ -483,8 +485,9 @@ pub struct DetectArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
     pub exit_code: Option<u8>,
 
-    /// Longest line (or JSON document) read; longer ones are reported and skipped. Accepts
-    /// K, M, G suffixes (powers of 1024).
+    /// Longest line (or JSON document) read; longer ones are reported and skipped. Also the
+    /// most that the payloads of one managed cluster's record may decode to, all together.
+    /// Accepts K, M, G suffixes (powers of 1024).
     #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_size)]
     pub max_line_bytes: usize,
 

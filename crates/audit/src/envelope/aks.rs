@@ -56,6 +56,11 @@ pub(super) fn hub(ctx: &mut Ctx, top: &super::Top, path: &str) {
 /// One diagnostic record, already read into its classifying keys.
 pub(super) fn record(ctx: &mut Ctx, top: &super::Top, path: &str) {
     let name = if path.is_empty() { "record" } else { path };
+    if top.category.is_none() && top.metric_name.is_some() {
+        // A diagnostic setting that also exports `AllMetrics` mixes metric records in.
+        ctx.skipped("AKS: metric records (AllMetrics, not kube-audit)");
+        return;
+    }
     let Some(category) = string(top.category) else {
         ctx.malformed(format!("AKS {name}: category is missing or not a string"));
         return;

@@ -107,8 +107,12 @@ fn parse_resource_name(rn: &str) -> Option<Target> {
         ..Target::default()
     };
     let mut rest = &segs[2..];
-    // `namespaces/NS/...` is a namespaced object; `namespaces/NS` alone is the namespace.
-    if rest.len() >= 3 && rest[0] == "namespaces" {
+    // `namespaces/NS/...` is a namespaced object; `namespaces/NS` alone is the namespace,
+    // and `namespaces/NS/status` or `/finalize` its subresource (a resource is never called
+    // that, so the two readings of three segments cannot clash).
+    let namespace_sub =
+        rest.len() == 3 && rest[0] == "namespaces" && matches!(rest[2], "status" | "finalize");
+    if rest.len() >= 3 && rest[0] == "namespaces" && !namespace_sub {
         t.namespace = Some(rest[1].to_string());
         rest = &rest[2..];
     }
@@ -385,6 +389,13 @@ mod tests {
         let t = parse_resource_name("core/v1/namespaces/prod").unwrap();
         assert_eq!(t.resource.as_deref(), Some("namespaces"));
         assert_eq!(t.name.as_deref(), Some("prod"));
+        for sub in ["status", "finalize"] {
+            let t = parse_resource_name(&format!("core/v1/namespaces/prod/{sub}")).unwrap();
+            assert_eq!(t.namespace, None);
+            assert_eq!(t.resource.as_deref(), Some("namespaces"));
+            assert_eq!(t.name.as_deref(), Some("prod"));
+            assert_eq!(t.subresource.as_deref(), Some(sub));
+        }
         let t = parse_resource_name("core/v1/namespaces/default/pods").unwrap();
         assert_eq!(t.namespace.as_deref(), Some("default"));
         assert_eq!(t.name, None);

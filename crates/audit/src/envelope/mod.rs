@@ -329,7 +329,8 @@ const MAX_DEPTH: u8 = 6;
 
 impl Unwrapper {
     /// An unwrapper for `format` (`Auto` accepts every shape; a cloud accepts only its own);
-    /// decoded payloads over `max_bytes` are reported, not kept.
+    /// decoded payloads over `max_bytes`, alone or together with the others of their record,
+    /// are reported, not kept.
     pub fn new(format: InputFormat, max_bytes: usize) -> Self {
         Unwrapper {
             format,
@@ -345,6 +346,7 @@ impl Unwrapper {
         let mut ctx = Ctx {
             u: self,
             out: &mut out,
+            budget: self.max_bytes,
         };
         ctx.values(bytes, "", 0, None);
         out
@@ -354,6 +356,12 @@ impl Unwrapper {
 struct Ctx<'u, 'o> {
     u: &'u Unwrapper,
     out: &'o mut Vec<Piece>,
+    /// Decoded bytes this record may still produce. The cap on one payload alone does not
+    /// bound a record: a 100 KB Firehose body can hold 60 payloads that each inflate to the
+    /// cap, and every piece of a record is kept until the record is done. So all payloads of
+    /// one record share one budget, the same `--max-line-bytes`; those beyond it are
+    /// reported (with their place in the record), not decoded.
+    budget: usize,
 }
 
 /// Inherited facts while descending into nested wrappers.
@@ -411,6 +419,9 @@ struct Top<'a> {
     properties: Option<aks::Properties<'a>>,
     #[serde(borrow, default, alias = "ResourceId")]
     resource_id: Option<&'a RawValue>,
+    /// Azure Monitor metric records (`AllMetrics`) have this instead of a category.
+    #[serde(borrow, default)]
+    metric_name: Option<&'a RawValue>,
 }
 
 /// A JSON string's value, or `None` when the value is not a string.
@@ -655,34 +666,55 @@ impl Ctx<'_, '_> {
 
     /// Decodes base64 data and, when it is gzip, decompresses it (every member), within the
     /// size cap.
-    fn decode(&self, b64: &str) -> Result<Vec<u8>, String> {
+    /// Decoded bytes count against the record's budget ([`Ctx::budget`]).
+    fn decode(&mut self, b64: &str) -> Result<Vec<u8>, String> {
         use base64::Engine as _;
+        let over_budget = |cap: usize| {
+            format!(
+                "the record's decoded payloads are over the {cap} byte total cap \
+                 (--max-line-bytes); this one and the rest were not decoded"
+            )
+        };
+        let total = self.u.max_bytes;
+        if self.budget == 0 {
+            return Err(over_budget(total));
+        }
         let cleaned: Vec<u8> = b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
         let raw = base64::engine::general_purpose::STANDARD
             .decode(&cleaned)
             .map_err(|e| format!("data is not base64: {e}"))?;
-        if raw.len() > self.u.max_bytes {
+        if raw.len() > total {
             return Err(format!(
-                "decoded data is {} bytes, over the {} byte cap (--max-line-bytes)",
+                "decoded data is {} bytes, over the {total} byte cap (--max-line-bytes)",
                 raw.len(),
-                self.u.max_bytes
             ));
         }
-        if !raw.starts_with(&[0x1f, 0x8b]) {
-            return Ok(raw);
+        let out = if raw.starts_with(&[0x1f, 0x8b]) {
+            use std::io::Read;
+            let mut out = Vec::new();
+            // At most one byte past what the record may still take, whatever the gzip says.
+            let cap = self.budget as u64;
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .take(cap + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("data is not valid gzip: {e}"))?;
+            if out.len() as u64 > cap {
+                self.budget = 0;
+                return Err(if cap as usize == total {
+                    format!("decompressed data is over the {total} byte cap (--max-line-bytes)")
+                } else {
+                    over_budget(total)
+                });
+            }
+            out
+        } else {
+            raw
+        };
+        if out.len() > self.budget {
+            self.budget = 0;
+            return Err(over_budget(total));
         }
-        use std::io::Read;
-        let mut out = Vec::new();
-        let cap = self.u.max_bytes as u64;
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .take(cap + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("data is not valid gzip: {e}"))?;
-        if out.len() as u64 > cap {
-            return Err(format!(
-                "decompressed data is over the {cap} byte cap (--max-line-bytes)"
-            ));
-        }
+        self.budget -= out.len();
         Ok(out)
     }
 }
@@ -769,17 +801,19 @@ fn classify(t: &Top) -> Shape {
         let Ok(all) = serde_json::from_str::<Vec<&RawValue>>(r.get()) else {
             return Shape::RecordsNotArray;
         };
-        let first = all.first().copied();
-        let first_has = |k: &str| {
-            first.is_some_and(|f| {
-                serde_json::from_str::<std::collections::HashMap<&str, &RawValue>>(f.get())
-                    .is_ok_and(|m| m.contains_key(k))
-            })
+        // Decided by whether any record holds `data`, not by the first record: an Event Hubs
+        // body may start with a record of another kind (an `AllMetrics` metric has neither
+        // `category` nor `properties`), and that must not lose the audit records after it.
+        // Each AKS record then decides for itself (other kinds are skipped and counted).
+        let holds_data = |r: &&RawValue| {
+            let mut found = false;
+            top_level_keys(r.get().as_bytes(), |k, _| found |= k == b"data");
+            found
         };
-        if first_has("category") || first_has("properties") {
-            return Shape::AksHub;
+        if all.is_empty() || all.iter().any(holds_data) {
+            return Shape::EksFirehose;
         }
-        return Shape::EksFirehose;
+        return Shape::AksHub;
     }
     if t.events.is_some() {
         return Shape::EksOutput;

@@ -3,7 +3,7 @@
 //! fixture per wrapper (`tests/fixtures/envelopes/`, written by its `generate.py`), and one
 //! fixture per malformed variant.
 
-use crate::util::{fixture, run, Run};
+use crate::util::{fixture, run, write, Run};
 use serde_json::Value;
 
 fn detect_path(path: &str, extra: &[&str]) -> Run {
@@ -621,4 +621,188 @@ fn every_malformed_variant_is_reported_with_its_location() {
             assert_eq!(r.alerts().len(), *alerts, "{file}: {r:#?}");
         }
     }
+}
+
+/// (line, format) of each alert.
+fn alert_lines(r: &Run) -> Vec<(u64, Option<String>)> {
+    r.alerts()
+        .iter()
+        .map(|a| {
+            (
+                a["source"]["line"].as_u64().unwrap(),
+                a["source"]["format"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn wrapped_lines_after_a_native_or_unknown_first_line_are_unwrapped() {
+    // The input is classified by its first record; a native or unrecognised one used to send
+    // every later line through the needle prefilter, which cannot see into a GKE entry's
+    // fields or a compressed CloudWatch payload: those alerts were lost. The needle scan
+    // now stops at every line that does not start like a native Event.
+    let dir = tempfile::tempdir().unwrap();
+    // The API server's order starts with the kind; serde_json sorts the keys.
+    let sorted = crate::util::event(serde_json::json!({})).to_string();
+    let kindless = crate::util::event(serde_json::json!({"kind": null})).to_string();
+    let native = format!(r#"{{"kind":"Event",{}"#, &kindless[1..]);
+    // The same Event as other JSON writers space it.
+    let spaced = native.replacen(r#"{"kind":"Event","#, r#"{ "kind": "Event", "#, 1);
+    let header = r#"{"note":"export header"}"#.to_string();
+    let read = |name: &str| std::fs::read_to_string(envelope(name)).unwrap();
+    for (wrapped, format) in [
+        (read("gke-logentries.jsonl"), "gke"),
+        (read("eks-lambda.json"), "eks"),
+    ] {
+        let alone = detect_path(&write(dir.path(), "alone.jsonl", &wrapped), &[]).ok();
+        let want_wrapped: Vec<(u64, Option<String>)> = alert_lines(&alone)
+            .into_iter()
+            .map(|(l, f)| (l + 1, f))
+            .collect();
+        assert!(!want_wrapped.is_empty());
+        assert!(want_wrapped.iter().all(|w| w.1.as_deref() == Some(format)));
+        for (first, alerts_first) in [
+            (&native, true),
+            (&spaced, true),
+            (&sorted, true),
+            (&header, false),
+        ] {
+            let path = write(dir.path(), "mixed.jsonl", format!("{first}\n{wrapped}"));
+            let mut want = want_wrapped.clone();
+            if alerts_first {
+                want.insert(0, (1, None));
+            }
+            for extra in [&[][..], &["--no-prefilter"]] {
+                let r = detect_path(&path, extra).ok();
+                assert_eq!(
+                    alert_lines(&r),
+                    want,
+                    "{format} after {first:.30} {extra:?}: {r:#?}"
+                );
+                // Without the prefilter every line is parsed: the header is reported.
+                let bad = if !alerts_first && !extra.is_empty() {
+                    " 1 malformed,"
+                } else {
+                    " 0 malformed,"
+                };
+                assert!(
+                    r.summary().contains(bad),
+                    "{format} after {first:.30} {extra:?}: {}",
+                    r.stderr
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn event_hubs_body_starting_with_a_metric_record_is_read_as_aks() {
+    // An `AllMetrics` record (no category, no properties, no data) first used to make the
+    // body a Firehose one: "EKS records[0].data: missing", and the audit records were lost.
+    let dir = tempfile::tempdir().unwrap();
+    let mut body: Value =
+        serde_json::from_str(&std::fs::read_to_string(envelope("aks-eventhub.json")).unwrap())
+            .unwrap();
+    let metric = serde_json::json!({
+        "count": 1, "total": 1, "minimum": 1, "maximum": 1, "average": 1,
+        "resourceId": "/SUBSCRIPTIONS/0000/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS1",
+        "time": "2026-01-10T12:00:00Z", "metricName": "apiserver_cpu_usage_percentage", "timeGrain": "PT1M"
+    });
+    let plain = detect_path(&envelope("aks-eventhub.json"), &[]).ok();
+    let want: Vec<u64> = plain
+        .alerts()
+        .iter()
+        .map(|a| a["source"]["item"].as_u64().unwrap() + 1)
+        .collect();
+    assert!(!want.is_empty());
+    body["records"].as_array_mut().unwrap().insert(0, metric);
+    let path = write(dir.path(), "hub.json", body.to_string());
+    let r = detect_path(&path, &[]).ok();
+    let got: Vec<u64> = r
+        .alerts()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["source"]["format"], "aks");
+            a["source"]["item"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(got, want, "{r:#?}");
+    assert!(r.summary().contains(" 0 malformed,"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("skipped 1 record without an audit event: AKS: metric records (AllMetrics, not kube-audit)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_records_decoded_payloads_share_one_cap() {
+    // Each payload fits the cap, but a record's pieces are all kept until it is done: a small
+    // body of many compressed payloads could take gigabytes. The payloads decode to 2469, 236
+    // and 1571 bytes: with a 4000-byte cap the third is reported, with its place.
+    let path = envelope("eks-firehose-http.json");
+    let all = detect_path(&path, &[]).ok();
+    assert_eq!(all.alerts().len(), 2);
+    assert!(all.summary().contains(" 0 malformed,"), "{}", all.stderr);
+    let r = detect_path(&path, &["--max-line-bytes", "4000"]).ok();
+    let items: Vec<u64> = r
+        .alerts()
+        .iter()
+        .map(|a| a["source"]["item"].as_u64().unwrap())
+        .collect();
+    assert_eq!(items, vec![1], "{r:#?}");
+    assert!(
+        r.stderr.contains(
+            "eks-firehose-http.json:1 [item 3]: EKS records[2].data: the record's decoded \
+             payloads are over the 4000 byte total cap (--max-line-bytes)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.summary().contains(" 1 malformed,"), "{}", r.stderr);
+}
+
+#[test]
+fn forced_k8s_reports_wrapped_lines_the_prefilter_cannot_see_into() {
+    // A compressed payload never holds the needle: under k8s it used to be "skipped by the
+    // prefilter", while --help says other shapes are reported as malformed.
+    let dir = tempfile::tempdir().unwrap();
+    let lambda = std::fs::read_to_string(envelope("eks-lambda.json")).unwrap();
+    let header = r#"{"note":"export header"}"#;
+    let path = write(dir.path(), "l.jsonl", format!("{header}\n{lambda}"));
+    let r = detect_path(&path, &["--input-format", "k8s"]).ok();
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr.contains(
+            "l.jsonl:2: a managed cluster's record (EKS, GKE or AKS), not a native audit Event \
+             (--input-format k8s; use auto)"
+        ),
+        "{}",
+        r.stderr
+    );
+    // The unknown line is skipped by the prefilter, as --help says.
+    assert!(
+        r.summary()
+            .contains("(1 lines skipped by the prefilter), 1 malformed,"),
+        "{}",
+        r.summary()
+    );
+}
+
+#[test]
+fn a_firehose_s3_object_over_the_cap_is_one_malformed_record() {
+    // Firehose writes its records back to back without newlines: the object is one "line",
+    // as the README's limits say.
+    let r = detect_path(&envelope("eks-firehose-s3.gz"), &["--max-line-bytes", "1K"]).ok();
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr.contains(
+            "eks-firehose-s3.gz:1: line is 5855 bytes, over the 1024 byte cap (--max-line-bytes)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.summary().contains(" 1 malformed,"), "{}", r.summary());
 }
