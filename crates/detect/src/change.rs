@@ -83,7 +83,7 @@ pub struct ParsedObject {
     /// For a role: each rule's JSON text as logged, in the order of `role.rules` (empty when
     /// the two cannot be matched up; then the text is re-made from the parsed rule).
     pub rule_texts: Vec<String>,
-    /// For a role: the pod write its own rules grant, when the workers computed it.
+    /// For a ClusterRole: the pod write its own rules grant, when the workers computed it.
     pub grants: Option<Vec<PodWriteGrant>>,
     /// Hash of `text`, to recognise an object stored again unchanged.
     pub text_hash: u64,
@@ -291,7 +291,15 @@ fn body_of<'a>(
                     .and_then(|m| m.resource_version.as_deref()?.parse().ok());
                 Ok(Some((
                     Body::Object {
-                        object: parse_object(text).map(|p| Box::new(p.with_grants(pod_write))),
+                        object: parse_object(text).map(|p| {
+                            // Only ClusterRole verdicts compare grants (namespaced Roles
+                            // have no pod-write rule of their own to judge).
+                            Box::new(if kind == ObjKind::ClusterRole {
+                                p.with_grants(pod_write)
+                            } else {
+                                p
+                            })
+                        }),
                         resource_version: rv,
                         source,
                     },

@@ -2,7 +2,7 @@
 //! aggregated roles.
 
 use crate::cli::{GitArgs, GitFormat};
-use crate::print::escape_controls as c;
+use crate::print::{escape_controls as c, grant_words};
 use anyhow::{Context, Result};
 use history::{Finding, Options, Report};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -205,22 +205,7 @@ fn finding_text<W: Write>(out: &mut W, f: &Finding) -> io::Result<()> {
             ChangeKind::AggregationLabel => "feeds",
             _ => "newly grants",
         };
-        let words: Vec<String> = ch
-            .newly_granted
-            .iter()
-            .map(|g| {
-                if g.resource_names.is_empty() {
-                    g.capability.clone()
-                } else {
-                    format!(
-                        "{} (only {})",
-                        g.capability,
-                        c(&g.resource_names.join(", "))
-                    )
-                }
-            })
-            .collect();
-        writeln!(out, "    {label}: {}", words.join("; "))?;
+        writeln!(out, "    {label}: {}", grant_words(&ch.newly_granted))?;
     }
     if !ch.aggregated_into.is_empty() {
         writeln!(

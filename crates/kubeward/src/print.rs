@@ -391,3 +391,23 @@ fn subjects(list: &[BoundSubject]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The abilities of `grants` in plain words for a text line, `; `-separated, each with the
+/// names it is restricted to (shared by `kubeward git` and `kubeward scan`).
+pub fn grant_words(grants: &[detect::alert::Grant]) -> String {
+    grants
+        .iter()
+        .map(|g| {
+            if g.resource_names.is_empty() {
+                g.capability.clone()
+            } else {
+                format!(
+                    "{} (only {})",
+                    g.capability,
+                    escape_controls(&g.resource_names.join(", "))
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,7 +1,7 @@
 //! `kubeward scan`: the pod-write roles and their bindings in a working tree, for CI.
 
 use crate::cli::{ScanArgs, ScanFormat};
-use crate::print::escape_controls as c;
+use crate::print::{escape_controls as c, grant_words};
 use anyhow::{bail, Context, Result};
 use manifest::{read_file, Evaluator, Finding, ManifestSet, MAX_FILE_BYTES};
 use rbac::{KubeVersion, PodWriteOptions};
@@ -281,21 +281,6 @@ fn read_limited(p: &Path) -> io::Result<Vec<u8>> {
 }
 
 fn text_line(f: &Finding) -> String {
-    let words: Vec<String> = f
-        .grants
-        .iter()
-        .map(|g| {
-            if g.resource_names.is_empty() {
-                g.capability.clone()
-            } else {
-                format!(
-                    "{} (only {})",
-                    g.capability,
-                    c(&g.resource_names.join(", "))
-                )
-            }
-        })
-        .collect();
     let ns = if f.namespace.is_empty() {
         String::new()
     } else {
@@ -330,7 +315,12 @@ fn text_line(f: &Finding) -> String {
             }
         )
     };
-    format!("{}:{}: {what}: {}", c(&f.file), f.line, words.join("; "))
+    format!(
+        "{}:{}: {what}: {}",
+        c(&f.file),
+        f.line,
+        grant_words(&f.grants)
+    )
 }
 
 /// Whether a finding lets its holders run code in pods without a name restriction (an error
