@@ -4,8 +4,9 @@
 //! needle is, and how many newlines lie before it (for line numbers). Doing them as two passes
 //! (`memmem`, then a newline count) reads every byte twice; on a warm page cache that second
 //! pass is what separates kubeward from a plain `rg -c`. On x86-64 with AVX2 both are done in
-//! one pass: each 64-byte block is loaded once, compared with `\n` (popcount) and with the
-//! needle's first two bytes (candidate positions, then verified). Elsewhere the two-pass
+//! one pass: each 64-byte block is loaded once, compared with `\n` (popcount) and with two of
+//! the needle's bytes, its first and one chosen by [`LineNeedle::with_second_byte`]
+//! (candidate positions, then verified). Elsewhere the two-pass
 //! version runs; both give identical answers (property-tested).
 
 use memchr::memmem::Finder;
@@ -14,6 +15,8 @@ use memchr::memmem::Finder;
 #[derive(Clone, Debug)]
 pub struct LineNeedle {
     needle: Vec<u8>,
+    /// The index of the needle byte compared with the first one in the fused scan.
+    second: usize,
     finder: Finder<'static>,
     /// Also stop at every line that does not start like a native audit Event
     /// ([`looks_native`]); see [`LineNeedle::with_line_guard`].
@@ -28,6 +31,7 @@ impl LineNeedle {
         debug_assert!(!needle.contains(&b'\n'));
         LineNeedle {
             needle: needle.to_vec(),
+            second: 1,
             finder: Finder::new(needle).into_owned(),
             guard: false,
             #[cfg(target_arch = "x86_64")]
@@ -35,6 +39,18 @@ impl LineNeedle {
                 && std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("popcnt"),
         }
+    }
+
+    /// Which needle byte the fused scan pairs with the first one to find candidates (default
+    /// 1: the first two). Each candidate costs a compare of the whole needle, so the pair
+    /// should be rare in the input: in audit logs `ro` occurs about three times a line
+    /// (`groups`, `controller`), while `r` and `l` two apart (for `role`) occur about once.
+    /// An index outside the needle keeps the default.
+    pub fn with_second_byte(mut self, index: usize) -> Self {
+        if index >= 1 && index < self.needle.len() {
+            self.second = index;
+        }
+        self
     }
 
     /// With `on`, [`LineNeedle::next`] also stops at the start of every line that does not
@@ -99,18 +115,20 @@ impl LineNeedle {
         use std::arch::x86_64::*;
         let n = &self.needle;
         let first = _mm256_set1_epi8(n[0] as i8);
-        let second = _mm256_set1_epi8(n[1] as i8);
+        let k = self.second;
+        let second = _mm256_set1_epi8(n[k] as i8);
         let newline = _mm256_set1_epi8(b'\n' as i8);
         let mut o = pos.min(hay.len());
         let mut lines = 0u64;
         let ptr = hay.as_ptr();
-        // 64 bytes a round; every load (the last one at o + 33 .. o + 65) stays inside `hay`.
-        while o + 65 <= hay.len() {
-            // SAFETY: o + 65 <= hay.len() bounds all four unaligned 32-byte loads.
+        // 64 bytes a round; every load (the last one at o + 32 + k .. o + 64 + k) stays inside
+        // `hay`.
+        while o + 64 + k <= hay.len() {
+            // SAFETY: o + 64 + k <= hay.len() bounds all four unaligned 32-byte loads.
             let a0 = _mm256_loadu_si256(ptr.add(o) as *const __m256i);
-            let b0 = _mm256_loadu_si256(ptr.add(o + 1) as *const __m256i);
+            let b0 = _mm256_loadu_si256(ptr.add(o + k) as *const __m256i);
             let a1 = _mm256_loadu_si256(ptr.add(o + 32) as *const __m256i);
-            let b1 = _mm256_loadu_si256(ptr.add(o + 33) as *const __m256i);
+            let b1 = _mm256_loadu_si256(ptr.add(o + 32 + k) as *const __m256i);
             let c0 = _mm256_and_si256(_mm256_cmpeq_epi8(a0, first), _mm256_cmpeq_epi8(b0, second));
             let c1 = _mm256_and_si256(_mm256_cmpeq_epi8(a1, first), _mm256_cmpeq_epi8(b1, second));
             let nl = (_mm256_movemask_epi8(_mm256_cmpeq_epi8(a0, newline)) as u32 as u64)
@@ -269,6 +287,41 @@ mod tests {
         }
         assert_eq!(n.next(b"", 0), (None, 0));
         assert_eq!(n.next(b"\n\nclusterroles", 1), (Some(2), 1));
+    }
+
+    /// Any choice of the second byte finds the same needles as the two-pass scan, near
+    /// block ends and the end of the input included.
+    #[test]
+    fn fused_equals_two_pass_with_any_second_byte() {
+        let mut hay = Vec::new();
+        for i in 0..2000 {
+            match i % 6 {
+                0 => hay.extend_from_slice(b"{\"resource\":\"rolebindings\"}\n"),
+                1 => hay.extend_from_slice(b"kube-controller-manager\nrol\nr l\nro"),
+                2 => hay.extend_from_slice(b"roxxrolxrxle"),
+                _ => hay.extend_from_slice(&vec![b'a' + (i % 26) as u8; i % 67]),
+            }
+        }
+        hay.extend_from_slice(b"\nrole");
+        for k in 0..6 {
+            let n = LineNeedle::new(b"role").with_second_byte(k);
+            let mut found = 0;
+            for start in [0usize, 1, 17, 63, 64, 65] {
+                let mut pos = start;
+                loop {
+                    let a = n.next(&hay, pos);
+                    assert_eq!(a, n.next_portable(&hay, pos), "second byte {k}, from {pos}");
+                    match a.0 {
+                        Some(h) => {
+                            found += 1;
+                            pos = h + 1
+                        }
+                        None => break,
+                    }
+                }
+            }
+            assert!(found > 2000, "second byte {k}: {found}");
+        }
     }
 
     /// With the line guard, the fused and two-pass scans agree, and both stop at the first

@@ -63,8 +63,10 @@ pub struct Change {
     pub resource_version: Option<u64>,
     /// The body.
     pub body: Body,
-    /// The event's facts as an alert without a verdict (actor, addresses, agent, ...).
-    pub base: Alert,
+    /// The event's facts as an alert without a verdict (actor, addresses, agent, ...). Boxed:
+    /// changes are moved through channels and batches, and an inline alert made each move
+    /// copy a kilobyte.
+    pub base: Box<Alert>,
     /// What `clusterrole-pod-write` says of the event on its own: used when the state cannot
     /// establish the outcome, so only computed when the body is not a whole object.
     pub stateless: Option<Box<Alert>>,
@@ -261,7 +263,7 @@ pub fn extract(ev: &Event, opts: &RuleOptions) -> Option<Change> {
         time,
         resource_version,
         body,
-        base,
+        base: Box::new(base),
         stateless,
     })
 }

@@ -328,15 +328,31 @@ impl Tracker {
     /// counted, not returned.
     pub fn apply_batch(
         &mut self,
-        changes: Vec<(Change, Location)>,
+        changes: impl IntoIterator<Item = (Change, Location)>,
         position: Option<(&str, &Position)>,
     ) -> Result<Vec<Reported>, StateError> {
-        if changes.is_empty() && position.is_none() {
+        let out = self.apply_uncommitted(changes, position)?;
+        self.commit()?;
+        Ok(out)
+    }
+
+    /// As [`Tracker::apply_batch`], but the transaction stays open for later batches until
+    /// [`Tracker::commit`]. The alerts returned are stored only once that commit succeeds:
+    /// report them after it, so that a run killed before it does not print alerts a rerun
+    /// prints again. On an error, everything since the last commit is rolled back and the
+    /// model no longer matches the state file: stop using the tracker.
+    pub fn apply_uncommitted(
+        &mut self,
+        changes: impl IntoIterator<Item = (Change, Location)>,
+        position: Option<(&str, &Position)>,
+    ) -> Result<Vec<Reported>, StateError> {
+        let mut changes = changes.into_iter().peekable();
+        if changes.peek().is_none() && position.is_none() {
             return Ok(Vec::new());
         }
         let model = &mut self.model;
         let mut out = Vec::new();
-        self.store.transaction(|tx| {
+        self.store.within_open(|tx| {
             for (ch, at) in changes {
                 model.apply(tx, ch, at, &mut out)?;
             }
@@ -346,6 +362,16 @@ impl Tracker {
             Ok::<_, StateError>(())
         })?;
         Ok(out)
+    }
+
+    /// Commits what [`Tracker::apply_uncommitted`] applied; nothing when nothing is pending.
+    pub fn commit(&mut self) -> Result<(), StateError> {
+        Ok(self.store.commit()?)
+    }
+
+    /// Whether applied changes wait for [`Tracker::commit`].
+    pub fn uncommitted(&self) -> bool {
+        self.store.in_transaction()
     }
 }
 
@@ -835,7 +861,7 @@ impl Model {
     }
 
     fn unverified(&self, ch: &Change, name: Option<&str>, reason: String) -> Alert {
-        let mut a = ch.base.clone();
+        let mut a = Alert::clone(&ch.base);
         a.rule_id = UNVERIFIED_RULE_ID;
         a.title = UNVERIFIED_TITLE;
         a.severity = Severity::Info;
@@ -990,7 +1016,7 @@ impl Model {
                     texts: &p.rule_texts,
                     grants: Some(after_grants),
                 };
-                let mut a = c.ch.base.clone();
+                let mut a = Alert::clone(&c.ch.base);
                 a.rules_source = *source;
                 if !fill(&mut a, Some(name.to_string()), &rules, &report, &self.opts) {
                     return None;
@@ -1052,7 +1078,7 @@ impl Model {
             return None;
         }
         let name = c.key.2.as_str();
-        let mut a = c.ch.base.clone();
+        let mut a = Alert::clone(&c.ch.base);
         a.rule_id = AGGREGATED_RULE_ID;
         a.title = AGGREGATED_TITLE;
         a.role = Some(name.to_string());
@@ -1188,7 +1214,7 @@ impl Model {
                 return None;
             }
         }
-        let mut a = c.ch.base.clone();
+        let mut a = Alert::clone(&c.ch.base);
         a.rule_id = BINDING_UNVERIFIED_RULE_ID;
         a.title = BINDING_UNVERIFIED_TITLE;
         a.severity = Severity::Info;
@@ -1344,7 +1370,7 @@ impl Model {
             .filter(|s| is_broad(s))
             .collect();
         let flat: Vec<PodWriteGrant> = all_new.iter().flat_map(|(_, g)| g.clone()).collect();
-        let mut a = c.ch.base.clone();
+        let mut a = Alert::clone(&c.ch.base);
         a.rule_id = BOUND_RULE_ID;
         a.title = BOUND_TITLE;
         a.severity = severity_of(admin_equivalent || !broad.is_empty(), &flat);

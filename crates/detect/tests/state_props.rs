@@ -596,6 +596,35 @@ fn apply(
     Ok(out)
 }
 
+/// As [`apply`], with [`Tracker::apply_uncommitted`] for each batch and a commit after every
+/// other batch and at the end.
+fn apply_open(
+    t: &mut Tracker,
+    changes: Vec<(Change, Location)>,
+    cuts: &[usize],
+) -> Result<Vec<Reported>, String> {
+    let mut out = Vec::new();
+    let mut rest = changes.into_iter();
+    let mut done = 0;
+    for (i, &c) in cuts.iter().chain(std::iter::once(&usize::MAX)).enumerate() {
+        let n = c.saturating_sub(done);
+        let batch: Vec<_> = rest.by_ref().take(n).collect();
+        done += batch.len();
+        let last = batch.last().map_or(0, |(_, at)| at.line as usize);
+        let p = position(last);
+        out.extend(
+            t.apply_uncommitted(batch, Some(("gen.jsonl", &p)))
+                .map_err(|e| e.to_string())?,
+        );
+        if i % 2 == 1 {
+            t.commit().map_err(|e| e.to_string())?;
+        }
+    }
+    t.commit().map_err(|e| e.to_string())?;
+    assert!(!t.uncommitted());
+    Ok(out)
+}
+
 /// Runs the changes with a tracker on the state file, in one batch.
 fn run_file(path: &Path, changes: Vec<(Change, Location)>) -> Result<Vec<Reported>, String> {
     let mut t = tracker(Store::open(path).map_err(|e| e.to_string())?);
@@ -794,9 +823,16 @@ proptest! {
         };
         let cut = {
             let mut t = tracker(Store::in_memory().unwrap());
-            keys(&apply(&mut t, all, &cuts).unwrap())
+            keys(&apply(&mut t, all.clone(), &cuts).unwrap())
         };
         prop_assert!(one == cut, "batches cut at {cuts:?} differ from one batch:\n{}input:\n{}", diff(&one, &cut), dump(&inp.lines));
+        // Batches applied into one open transaction, committed after every other batch (as
+        // `kubeward detect` does), give the same alerts too.
+        let open = {
+            let mut t = tracker(Store::in_memory().unwrap());
+            keys(&apply_open(&mut t, all, &cuts).unwrap())
+        };
+        prop_assert!(one == open, "batches cut at {cuts:?} in open transactions differ from one batch:\n{}input:\n{}", diff(&one, &open), dump(&inp.lines));
     }
 }
 
@@ -996,4 +1032,42 @@ fn split_same_content_time_is_stored() {
         cr_event(2, "update", "cr-a", 1000, Some(cluster_role("cr-a", &[0]))),
     ];
     assert_split_same(&lines, 2);
+}
+
+/// A run whose tracker stops before its commit (killed, or its state failed) keeps nothing:
+/// the next run on the same state file alerts exactly as a run on a fresh one.
+#[test]
+fn uncommitted_changes_are_not_kept() {
+    let lines = vec![
+        cr_event(0, "create", "cr-a", 0, Some(cluster_role("cr-a", &[2]))),
+        cr_event(
+            1,
+            "update",
+            "cr-a",
+            1000,
+            Some(cluster_role("cr-a", &[0, 2])),
+        ),
+        cr_event(2, "create", "cr-b", 2000, Some(cluster_role("cr-b", &[0]))),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = run_file(&dir.path().join("fresh.db"), changes(&lines)).unwrap();
+    assert!(!fresh.is_empty(), "the sequence alerts");
+    let path = dir.path().join("state.db");
+    {
+        let mut t = tracker(Store::open(&path).unwrap());
+        let p = position(3);
+        let got = t
+            .apply_uncommitted(changes(&lines), Some(("gen.jsonl", &p)))
+            .unwrap();
+        assert_eq!(keys(&got), keys(&fresh));
+        assert!(t.uncommitted());
+        // Dropped here without a commit.
+    }
+    assert!(stored_keys(&path).is_empty());
+    let again = run_file(&path, changes(&lines)).unwrap();
+    assert_eq!(keys(&again), keys(&fresh));
+    assert_eq!(
+        stored_keys(&path),
+        stored_keys(&dir.path().join("fresh.db"))
+    );
 }

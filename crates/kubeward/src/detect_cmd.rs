@@ -125,7 +125,12 @@ pub fn run(args: DetectArgs) -> Result<u8> {
     let (mut printer, sink) = match tracker.take() {
         Some(t) => (
             None,
-            Some(StateSink::spawn(t, printer, args.show_suppressed)),
+            Some(StateSink::spawn(
+                t,
+                printer,
+                args.show_suppressed,
+                !args.no_bootstrap_roles,
+            )),
         ),
         None => (Some(printer), None),
     };
@@ -387,7 +392,8 @@ impl SourceId {
     }
 }
 
-/// Opens (or creates) the state, then seeds it from snapshots and the bootstrap policy.
+/// Opens (or creates) the state, then seeds it from snapshots. The bootstrap policy is added
+/// on the tracker's thread ([`StateSink::spawn`]), while reading starts.
 fn open_tracker(
     args: &DetectArgs,
     opts: RuleOptions,
@@ -414,9 +420,6 @@ fn open_tracker(
             .collect::<Vec<_>>()
             .join(",");
         tracker.seed(&snap, &label)?;
-    }
-    if !args.no_bootstrap_roles {
-        tracker.assume_bootstrap();
     }
     Ok(tracker)
 }

@@ -6,21 +6,21 @@ use crate::print::{show, Printer};
 use anyhow::Result;
 use detect::alert::Location;
 use detect::change::Change;
+use detect::state::Reported;
 use detect::Tracker;
 use std::io::{self, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// Changes gathered before they are applied in one transaction, when the tracker is behind.
-const MERGE_CHANGES: usize = 8192;
-/// A transaction waits up to this long for each further batch while it has fewer than
-/// [`MIN_CHANGES`], and no longer than [`MERGE_MAX_WAIT`] in all. Every commit writes each page
-/// it touched to the WAL again (the auditID index is touched all over), so a few large
-/// transactions cost far less than many small ones, and a fraction of a second does not
-/// matter to alerts from a log.
-const MERGE_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
-const MERGE_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
-const MIN_CHANGES: usize = 2048;
+/// The tracker applies each batch as soon as it arrives (so it keeps pace with the parsing
+/// threads instead of leaving them a backlog at the end) but commits, and then prints the
+/// alerts, only every [`COMMIT_CHANGES`] changes or [`COMMIT_DELAY`] after the first change
+/// not yet committed, and at the end. Every commit writes each page it touched to the WAL
+/// again (the auditID index is touched all over), so a few large transactions cost far less
+/// than many small ones, and a fraction of a second does not matter to alerts from a log.
+const COMMIT_CHANGES: usize = 4096;
+const COMMIT_DELAY: Duration = Duration::from_millis(250);
 /// Batches waiting for the tracker; the collector blocks beyond this, so memory stays flat.
 const QUEUE: usize = 16;
 
@@ -50,11 +50,24 @@ pub struct StateSink<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> StateSink<W> {
-    pub fn spawn(tracker: Tracker, printer: Printer<W>, show_suppressed: bool) -> Self {
+    /// Starts the tracker's thread. With `bootstrap`, it first fills in Kubernetes' bootstrap
+    /// policy ([`Tracker::assume_bootstrap`]): parsing it takes a few milliseconds that the
+    /// reading threads need not wait for.
+    pub fn spawn(
+        mut tracker: Tracker,
+        printer: Printer<W>,
+        show_suppressed: bool,
+        bootstrap: bool,
+    ) -> Self {
         let (tx, rx) = sync_channel(QUEUE);
         let handle = std::thread::Builder::new()
             .name("kubeward-state".into())
-            .spawn(move || run(rx, tracker, printer, show_suppressed))
+            .spawn(move || {
+                if bootstrap {
+                    tracker.assume_bootstrap();
+                }
+                run(rx, tracker, printer, show_suppressed)
+            })
             .expect("spawning a thread");
         StateSink { tx, handle }
     }
@@ -74,8 +87,11 @@ impl<W: Write + Send + 'static> StateSink<W> {
     }
 }
 
-fn source_of(b: &Batch) -> Option<&str> {
-    b.position.as_ref().map(|(s, _)| s.as_str())
+/// Alerts applied but not yet committed, and since when.
+struct Pending {
+    alerts: Vec<Reported>,
+    changes: usize,
+    since: Option<Instant>,
 }
 
 fn run<W: Write>(
@@ -84,75 +100,86 @@ fn run<W: Write>(
     mut printer: Printer<W>,
     show_suppressed: bool,
 ) -> Done<W> {
-    let mut done_alerts = 0;
+    let mut alerts = 0;
     let mut suppressed = 0;
     let mut error = None;
     let mut out_err: Option<io::Error> = None;
-    let mut carry: Option<Batch> = None;
+    let mut pending = Pending {
+        alerts: Vec::new(),
+        changes: 0,
+        since: None,
+    };
+    // Commits, then prints what the commit stored: a run killed later has printed
+    // everything it stored before, and nothing it did not.
+    let mut commit =
+        |tracker: &mut Tracker, pending: &mut Pending| -> Result<(), detect::StateError> {
+            pending.changes = 0;
+            pending.since = None;
+            let reported = std::mem::take(&mut pending.alerts);
+            tracker.commit()?;
+            for r in reported {
+                if r.alert.suppressed_by.is_some() {
+                    suppressed += 1;
+                } else {
+                    alerts += 1;
+                }
+                show(
+                    &mut printer,
+                    &r.alert,
+                    Some(&r.json),
+                    show_suppressed,
+                    &mut out_err,
+                );
+            }
+            if out_err.is_none() {
+                if let Err(e) = printer.flush() {
+                    out_err = Some(e);
+                }
+            }
+            Ok(())
+        };
     loop {
-        let mut batch = match carry.take() {
-            Some(b) => b,
-            None => match rx.recv() {
-                Ok(b) => b,
-                Err(_) => break,
+        let next = match pending.since {
+            None => rx.recv().ok(),
+            Some(since) => match rx.recv_timeout(COMMIT_DELAY.saturating_sub(since.elapsed())) {
+                Ok(b) => Some(b),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = commit(&mut tracker, &mut pending) {
+                        error = Some(anyhow::Error::new(e));
+                        break;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
             },
         };
-        // When behind, take what has queued up into the same transaction, as long as it is
-        // the same input (a position names one input).
-        let started = std::time::Instant::now();
-        while batch.changes.len() < MERGE_CHANGES {
-            let next = if batch.changes.len() < MIN_CHANGES && started.elapsed() < MERGE_MAX_WAIT {
-                rx.recv_timeout(MERGE_WAIT).map_err(|e| match e {
-                    std::sync::mpsc::RecvTimeoutError::Timeout => TryRecvError::Empty,
-                    std::sync::mpsc::RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
-                })
-            } else {
-                rx.try_recv()
-            };
-            match next {
-                Ok(next)
-                    if source_of(&next).is_none()
-                        || source_of(&next) == source_of(&batch)
-                        || source_of(&batch).is_none() =>
-                {
-                    batch.changes.extend(next.changes);
-                    if next.position.is_some() {
-                        batch.position = next.position;
-                    }
-                }
-                Ok(next) => {
-                    carry = Some(next);
-                    break;
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+        let Some(batch) = next else {
+            // The input is done: commit what is left.
+            if let Err(e) = commit(&mut tracker, &mut pending) {
+                error = Some(anyhow::Error::new(e));
             }
-        }
+            break;
+        };
+        let n = batch.changes.len();
         let pos = batch.position.as_ref().map(|(s, p)| (s.as_str(), p));
-        match tracker.apply_batch(batch.changes, pos) {
+        match tracker.apply_uncommitted(batch.changes, pos) {
             Ok(reported) => {
-                for r in reported {
-                    if r.alert.suppressed_by.is_some() {
-                        suppressed += 1;
-                    } else {
-                        done_alerts += 1;
-                    }
-                    show(
-                        &mut printer,
-                        &r.alert,
-                        Some(&r.json),
-                        show_suppressed,
-                        &mut out_err,
-                    );
-                }
-                // Stored alerts reach the reader now, not when a buffer fills: a run killed
-                // later has printed everything it stored before.
-                if out_err.is_none() {
-                    if let Err(e) = printer.flush() {
-                        out_err = Some(e);
-                    }
+                pending.alerts.extend(reported);
+                pending.changes += n;
+                if tracker.uncommitted() {
+                    pending.since.get_or_insert_with(Instant::now);
                 }
             }
             Err(e) => {
+                error = Some(anyhow::Error::new(e));
+                break;
+            }
+        }
+        // Also when batches keep coming (the timeout above only fires on an empty queue).
+        if pending.changes >= COMMIT_CHANGES
+            || pending.since.is_some_and(|t| t.elapsed() >= COMMIT_DELAY)
+        {
+            if let Err(e) = commit(&mut tracker, &mut pending) {
                 error = Some(anyhow::Error::new(e));
                 break;
             }
@@ -161,7 +188,7 @@ fn run<W: Write>(
     Done {
         tracker,
         printer,
-        alerts: done_alerts,
+        alerts,
         suppressed,
         error,
         out_err,

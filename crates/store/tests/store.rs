@@ -387,6 +387,83 @@ fn transaction_that_panics_rolls_back() {
     assert!(Store::open(&path).unwrap().objects().unwrap().is_empty());
 }
 
+/// Several `within_open` calls share one transaction: nothing is visible to another
+/// connection until `commit`, and then all of it is.
+#[test]
+fn open_transaction_spans_calls_until_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut s = Store::open(&path).unwrap();
+    assert!(!s.in_transaction());
+    for i in 0..3 {
+        s.within_open(|tx| -> Result<(), StoreError> {
+            tx.put_object(&object("Role", "ns", &format!("r{i}"), "{}"))?;
+            tx.insert_alert("rule", &format!("a{i}"), None, "{}")?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(s.in_transaction());
+    }
+    // The writes are seen inside; another connection sees none of them yet.
+    assert_eq!(s.objects().unwrap().len(), 3);
+    let other = rusqlite::Connection::open(&path).unwrap();
+    let count = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM objects", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&other), 0);
+    s.commit().unwrap();
+    assert!(!s.in_transaction());
+    assert_eq!(count(&other), 3);
+    // A commit with nothing open does nothing.
+    s.commit().unwrap();
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.alerts(None, None).unwrap().len(), 3);
+}
+
+/// An error inside an open transaction rolls back everything since the last commit, and
+/// the store takes new work afterwards.
+#[test]
+fn open_transaction_error_rolls_back_to_the_last_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut s = Store::open(&path).unwrap();
+    s.within_open(|tx| tx.put_object(&object("Role", "ns", "committed", "{}")))
+        .unwrap();
+    s.commit().unwrap();
+    s.within_open(|tx| tx.put_object(&object("Role", "ns", "pending", "{}")))
+        .unwrap();
+    let e = s
+        .within_open(|tx| tx.put_object(&object("Role", "ns", "bad", "not json")))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Json(_)), "{e:?}");
+    assert!(!s.in_transaction());
+    let names =
+        |s: &Store| -> Vec<String> { s.objects().unwrap().into_iter().map(|o| o.name).collect() };
+    assert_eq!(names(&s), ["committed"]);
+    s.within_open(|tx| tx.put_object(&object("Role", "ns", "after", "{}")))
+        .unwrap();
+    s.commit().unwrap();
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(names(&s), ["after", "committed"]);
+}
+
+/// Dropping a store with a transaction still open (a run that stops before its commit)
+/// keeps nothing of it.
+#[test]
+fn open_transaction_not_committed_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut s = Store::open(&path).unwrap();
+    s.within_open(|tx| tx.put_object(&object("Role", "ns", "pending", "{}")))
+        .unwrap();
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    assert!(s.objects().unwrap().is_empty());
+}
+
 const CRASH_ENV: &str = "KUBEWARD_STORE_TEST_CRASH";
 
 /// Run by `crash_without_commit_persists_nothing` in a child process: writes in a
