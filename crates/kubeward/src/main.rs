@@ -13,8 +13,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 /// mimalloc instead of the system allocator: changes are made on the parsing threads and freed
-/// on the tracker's, and glibc's per-thread arenas made that traffic a fifth of the stateful
-/// tracker's time (allocation, consolidation, arena growth), measured. Built without
+/// on the tracker's, and glibc's per-thread arenas made that traffic close to a third of the
+/// stateful tracker's time (allocation, consolidation, arena growth), measured. Built without
 /// transparent huge pages (`no_thp`): with them, freed and reused heap memory came back as
 /// fresh 2 MiB pages, and zeroing those took a tenth of a `--state` run.
 #[global_allocator]
