@@ -1,6 +1,6 @@
 //! The stateful tracker on a thread of its own: the reading, parsing thread pool and the
-//! in-order collector keep going while RBAC changes are applied and stored, so a run with
-//! `--state` costs little more than one without.
+//! in-order collector keep going while RBAC changes are applied and stored, so that the
+//! tracker's work overlaps the parsing instead of adding to it.
 
 use crate::print::{show, Printer};
 use anyhow::Result;
