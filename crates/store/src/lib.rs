@@ -348,10 +348,7 @@ impl Store {
             // Alerts are stored whole (several KiB of JSON): pages that hold one without
             // overflow chains make inserting them several times cheaper. Only a new file
             // can take it (before WAL mode and the first table).
-            store
-                .conn
-                .pragma_update(None, "page_size", PAGE_SIZE)
-                .map_err(|e| store.err(e))?;
+            store.set_page_size()?;
         }
         let mode: String = store
             .conn
@@ -385,10 +382,7 @@ impl Store {
         let mut store = Store { conn, path };
         // As for a new file (see `open_with_timeout`): with the default 4 KiB pages every
         // stored alert needs an overflow chain, and inserting them took several times longer.
-        store
-            .conn
-            .pragma_update(None, "page_size", PAGE_SIZE)
-            .map_err(|e| store.err(e))?;
+        store.set_page_size()?;
         store.migrate()?;
         Ok(store)
     }
@@ -457,6 +451,13 @@ impl Store {
     /// Whether a transaction [`Store::within_open`] began is waiting for its commit.
     pub fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
+    }
+
+    /// Sets [`PAGE_SIZE`]; only a database with no table yet (and not in WAL mode) takes it.
+    fn set_page_size(&self) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(|e| self.err(e))
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
@@ -592,6 +593,17 @@ const OBJECT_COLUMNS: &str =
 
 const CHANGE_COLUMNS: &str =
     "seq, audit_id, kind, namespace, name, verb, actor, time, resource_version, outcome";
+
+/// A row of `SELECT seq, rule_id, audit_id, time, json FROM alerts`.
+fn alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
+    Ok(StoredAlert {
+        seq: r.get(0)?,
+        rule_id: r.get(1)?,
+        audit_id: r.get(2)?,
+        time: r.get(3)?,
+        json: r.get(4)?,
+    })
+}
 
 fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeRecord> {
     Ok(ChangeRecord {
@@ -779,16 +791,7 @@ macro_rules! data_methods {
                     "SELECT seq, rule_id, audit_id, time, json FROM alerts WHERE seq > ?1 ORDER BY seq",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![seq], |r| {
-                        Ok(StoredAlert {
-                            seq: r.get(0)?,
-                            rule_id: r.get(1)?,
-                            audit_id: r.get(2)?,
-                            time: r.get(3)?,
-                            json: r.get(4)?,
-                        })
-                    })?
-                    .collect()
+                    s.query_map(params![seq], alert_from_row)?.collect()
                 })
                 .map_err(|e| classify(e, &self.path))
         }
@@ -815,16 +818,7 @@ macro_rules! data_methods {
                      ORDER BY time, seq",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![since, rule], |r| {
-                        Ok(StoredAlert {
-                            seq: r.get(0)?,
-                            rule_id: r.get(1)?,
-                            audit_id: r.get(2)?,
-                            time: r.get(3)?,
-                            json: r.get(4)?,
-                        })
-                    })?
-                    .collect()
+                    s.query_map(params![since, rule], alert_from_row)?.collect()
                 })
                 .map_err(|e| classify(e, &self.path))
         }
