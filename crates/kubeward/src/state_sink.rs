@@ -7,7 +7,7 @@ use anyhow::Result;
 use detect::alert::Location;
 use detect::change::Change;
 use detect::state::Reported;
-use detect::Tracker;
+use detect::{StateError, Tracker};
 use std::io::{self, Write};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
@@ -87,110 +87,117 @@ impl<W: Write + Send + 'static> StateSink<W> {
     }
 }
 
-/// Alerts applied but not yet committed, and since when.
-struct Pending {
-    alerts: Vec<Reported>,
+/// The tracker's thread: applies batches, commits, and prints what each commit stored.
+struct Applier<W: Write> {
+    tracker: Tracker,
+    printer: Printer<W>,
+    show_suppressed: bool,
+    alerts: u64,
+    suppressed: u64,
+    out_err: Option<io::Error>,
+    /// Alerts applied but not committed yet.
+    held: Vec<Reported>,
+    /// Changes applied since the last commit.
     changes: usize,
+    /// When the first change not committed yet was applied.
     since: Option<Instant>,
+}
+
+impl<W: Write> Applier<W> {
+    /// Applies batches until the input is done, then commits what is left.
+    fn drain(&mut self, rx: &Receiver<Batch>) -> Result<(), StateError> {
+        loop {
+            let next = match self.since {
+                None => rx.recv().ok(),
+                Some(since) => {
+                    match rx.recv_timeout(COMMIT_DELAY.saturating_sub(since.elapsed())) {
+                        Ok(b) => Some(b),
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.commit()?;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    }
+                }
+            };
+            match next {
+                Some(batch) => self.apply(batch)?,
+                None => return self.commit(),
+            }
+        }
+    }
+
+    fn apply(&mut self, batch: Batch) -> Result<(), StateError> {
+        let n = batch.changes.len();
+        let pos = batch.position.as_ref().map(|(s, p)| (s.as_str(), p));
+        let reported = self.tracker.apply_uncommitted(batch.changes, pos)?;
+        self.held.extend(reported);
+        self.changes += n;
+        if self.tracker.uncommitted() {
+            self.since.get_or_insert_with(Instant::now);
+        }
+        // Also when batches keep coming (the timeout in `drain` fires only on an empty queue).
+        if self.changes >= COMMIT_CHANGES || self.since.is_some_and(|t| t.elapsed() >= COMMIT_DELAY)
+        {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Commits, then prints what the commit stored: a run killed later has printed
+    /// everything it stored before, and nothing it did not.
+    fn commit(&mut self) -> Result<(), StateError> {
+        self.changes = 0;
+        self.since = None;
+        let reported = std::mem::take(&mut self.held);
+        self.tracker.commit()?;
+        for r in reported {
+            if r.alert.suppressed_by.is_some() {
+                self.suppressed += 1;
+            } else {
+                self.alerts += 1;
+            }
+            show(
+                &mut self.printer,
+                &r.alert,
+                Some(&r.json),
+                self.show_suppressed,
+                &mut self.out_err,
+            );
+        }
+        if self.out_err.is_none() {
+            if let Err(e) = self.printer.flush() {
+                self.out_err = Some(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn run<W: Write>(
     rx: Receiver<Batch>,
-    mut tracker: Tracker,
-    mut printer: Printer<W>,
+    tracker: Tracker,
+    printer: Printer<W>,
     show_suppressed: bool,
 ) -> Done<W> {
-    let mut alerts = 0;
-    let mut suppressed = 0;
-    let mut error = None;
-    let mut out_err: Option<io::Error> = None;
-    let mut pending = Pending {
-        alerts: Vec::new(),
+    let mut a = Applier {
+        tracker,
+        printer,
+        show_suppressed,
+        alerts: 0,
+        suppressed: 0,
+        out_err: None,
+        held: Vec::new(),
         changes: 0,
         since: None,
     };
-    // Commits, then prints what the commit stored: a run killed later has printed
-    // everything it stored before, and nothing it did not.
-    let mut commit =
-        |tracker: &mut Tracker, pending: &mut Pending| -> Result<(), detect::StateError> {
-            pending.changes = 0;
-            pending.since = None;
-            let reported = std::mem::take(&mut pending.alerts);
-            tracker.commit()?;
-            for r in reported {
-                if r.alert.suppressed_by.is_some() {
-                    suppressed += 1;
-                } else {
-                    alerts += 1;
-                }
-                show(
-                    &mut printer,
-                    &r.alert,
-                    Some(&r.json),
-                    show_suppressed,
-                    &mut out_err,
-                );
-            }
-            if out_err.is_none() {
-                if let Err(e) = printer.flush() {
-                    out_err = Some(e);
-                }
-            }
-            Ok(())
-        };
-    loop {
-        let next = match pending.since {
-            None => rx.recv().ok(),
-            Some(since) => match rx.recv_timeout(COMMIT_DELAY.saturating_sub(since.elapsed())) {
-                Ok(b) => Some(b),
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Err(e) = commit(&mut tracker, &mut pending) {
-                        error = Some(anyhow::Error::new(e));
-                        break;
-                    }
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => None,
-            },
-        };
-        let Some(batch) = next else {
-            // The input is done: commit what is left.
-            if let Err(e) = commit(&mut tracker, &mut pending) {
-                error = Some(anyhow::Error::new(e));
-            }
-            break;
-        };
-        let n = batch.changes.len();
-        let pos = batch.position.as_ref().map(|(s, p)| (s.as_str(), p));
-        match tracker.apply_uncommitted(batch.changes, pos) {
-            Ok(reported) => {
-                pending.alerts.extend(reported);
-                pending.changes += n;
-                if tracker.uncommitted() {
-                    pending.since.get_or_insert_with(Instant::now);
-                }
-            }
-            Err(e) => {
-                error = Some(anyhow::Error::new(e));
-                break;
-            }
-        }
-        // Also when batches keep coming (the timeout above only fires on an empty queue).
-        if pending.changes >= COMMIT_CHANGES
-            || pending.since.is_some_and(|t| t.elapsed() >= COMMIT_DELAY)
-        {
-            if let Err(e) = commit(&mut tracker, &mut pending) {
-                error = Some(anyhow::Error::new(e));
-                break;
-            }
-        }
-    }
+    let error = a.drain(&rx).err().map(anyhow::Error::new);
     Done {
-        tracker,
-        printer,
-        alerts,
-        suppressed,
+        tracker: a.tracker,
+        printer: a.printer,
+        alerts: a.alerts,
+        suppressed: a.suppressed,
         error,
-        out_err,
+        out_err: a.out_err,
     }
 }
