@@ -573,27 +573,14 @@ fn position(line: usize) -> Position {
     }
 }
 
-/// Applies the changes in batches cut after each index of `cuts` (ascending, in range).
+/// Applies the changes in batches cut after each index of `cuts` (ascending, in range), each
+/// batch in a transaction of its own (`Tracker::apply_batch`).
 fn apply(
     t: &mut Tracker,
     changes: Vec<(Change, Location)>,
     cuts: &[usize],
 ) -> Result<Vec<Reported>, String> {
-    let mut out = Vec::new();
-    let mut rest = changes.into_iter();
-    let mut done = 0;
-    for &c in cuts.iter().chain(std::iter::once(&usize::MAX)) {
-        let n = c.saturating_sub(done);
-        let batch: Vec<_> = rest.by_ref().take(n).collect();
-        done += batch.len();
-        let last = batch.last().map_or(0, |(_, at)| at.line as usize);
-        let p = position(last);
-        out.extend(
-            t.apply_batch(batch, Some(("gen.jsonl", &p)))
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    Ok(out)
+    apply_cut(t, changes, cuts, false)
 }
 
 /// As [`apply`], with [`Tracker::apply_uncommitted`] for each batch and a commit after every
@@ -602,6 +589,18 @@ fn apply_open(
     t: &mut Tracker,
     changes: Vec<(Change, Location)>,
     cuts: &[usize],
+) -> Result<Vec<Reported>, String> {
+    let out = apply_cut(t, changes, cuts, true)?;
+    t.commit().map_err(|e| e.to_string())?;
+    assert!(!t.uncommitted());
+    Ok(out)
+}
+
+fn apply_cut(
+    t: &mut Tracker,
+    changes: Vec<(Change, Location)>,
+    cuts: &[usize],
+    open: bool,
 ) -> Result<Vec<Reported>, String> {
     let mut out = Vec::new();
     let mut rest = changes.into_iter();
@@ -612,16 +611,18 @@ fn apply_open(
         done += batch.len();
         let last = batch.last().map_or(0, |(_, at)| at.line as usize);
         let p = position(last);
-        out.extend(
-            t.apply_uncommitted(batch, Some(("gen.jsonl", &p)))
-                .map_err(|e| e.to_string())?,
-        );
-        if i % 2 == 1 {
-            t.commit().map_err(|e| e.to_string())?;
-        }
+        let at = Some(("gen.jsonl", &p));
+        let reported = if open {
+            let r = t.apply_uncommitted(batch, at);
+            if r.is_ok() && i % 2 == 1 {
+                t.commit().map_err(|e| e.to_string())?;
+            }
+            r
+        } else {
+            t.apply_batch(batch, at)
+        };
+        out.extend(reported.map_err(|e| e.to_string())?);
     }
-    t.commit().map_err(|e| e.to_string())?;
-    assert!(!t.uncommitted());
     Ok(out)
 }
 
