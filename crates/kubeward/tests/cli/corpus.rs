@@ -1,6 +1,6 @@
 //! Third-party corpora: Falco's audit trace files and Panther's rule-test events.
 
-use crate::util::{fixture, run, Run};
+use crate::util::{expected_verdicts, fixture, run, Run};
 use std::collections::BTreeSet;
 
 /// The Falco files that must alert, once each.
@@ -142,23 +142,6 @@ fn falco_malformed_file_does_not_panic() {
     assert!(r.summary().contains(" 1 malformed,"), "{}", r.summary());
 }
 
-/// `native-expected.tsv`: (line, verdict) rows.
-fn panther_expected() -> Vec<(u64, String)> {
-    let text = std::fs::read_to_string(fixture("panther/native-expected.tsv")).unwrap();
-    let mut rows = text.lines();
-    let header: Vec<&str> = rows.next().unwrap().split('\t').collect();
-    assert_eq!(header[0], "line");
-    assert_eq!(header[4], "pod_write");
-    rows.filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split('\t').collect();
-            assert!(cols.len() >= 5, "short TSV row: {l}");
-            assert!(matches!(cols[4], "FIRE" | "NO"), "verdict: {l}");
-            (cols[0].parse().expect("line number"), cols[4].to_string())
-        })
-        .collect()
-}
-
 fn panther_alerting_lines(extra: &[&str]) -> Vec<u64> {
     let path = fixture("panther/native.jsonl");
     let r = detect_file(path.to_str().unwrap(), extra).ok();
@@ -172,7 +155,7 @@ fn panther_alerting_lines(extra: &[&str]) -> Vec<u64> {
 
 #[test]
 fn panther_alerting_lines_are_the_fire_rows() {
-    let rows = panther_expected();
+    let rows = expected_verdicts("panther/native-expected.tsv");
     let n_lines = std::fs::read_to_string(fixture("panther/native.jsonl"))
         .unwrap()
         .lines()
@@ -190,7 +173,7 @@ fn panther_alerting_lines_are_the_fire_rows() {
 
 #[test]
 fn panther_kube_1_35_stops_row_35() {
-    let want: Vec<u64> = panther_expected()
+    let want: Vec<u64> = expected_verdicts("panther/native-expected.tsv")
         .into_iter()
         .filter(|r| r.1 == "FIRE" && r.0 != 35)
         .map(|r| r.0)

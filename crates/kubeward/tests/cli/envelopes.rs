@@ -3,7 +3,7 @@
 //! fixture per wrapper (`tests/fixtures/envelopes/`, written by its `generate.py`), and one
 //! fixture per malformed variant.
 
-use crate::util::{fixture, run, write, Run};
+use crate::util::{expected_verdicts, fixture, run, write, Run};
 use serde_json::Value;
 
 fn detect_path(path: &str, extra: &[&str]) -> Run {
@@ -21,26 +21,9 @@ fn envelope(name: &str) -> String {
         .to_string()
 }
 
-/// `*-expected.tsv` rows: (line, verdict).
-fn expected(tsv: &str) -> Vec<(u64, String)> {
-    let text = std::fs::read_to_string(fixture(tsv)).unwrap();
-    let mut rows = text.lines();
-    let header: Vec<&str> = rows.next().unwrap().split('\t').collect();
-    assert_eq!(header[0], "line");
-    assert_eq!(header[4], "pod_write");
-    rows.filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split('\t').collect();
-            assert!(cols.len() >= 5, "short TSV row: {l}");
-            assert!(matches!(cols[4], "FIRE" | "NO"), "verdict: {l}");
-            (cols[0].parse().expect("line number"), cols[4].to_string())
-        })
-        .collect()
-}
-
 /// Runs the Panther fixture `name` (`gke` or `aks`) and checks that exactly the FIRE rows alert.
 fn panther_case(name: &str, extra: &[&str], drop: &[u64]) -> Run {
-    let rows = expected(&format!("panther/{name}-expected.tsv"));
+    let rows = expected_verdicts(&format!("panther/{name}-expected.tsv"));
     let path = fixture(&format!("panther/{name}.jsonl"));
     let n_lines = std::fs::read_to_string(&path).unwrap().lines().count();
     assert_eq!(rows.len(), n_lines, "one TSV row per record");

@@ -118,6 +118,23 @@ pub fn fixture(rel: &str) -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures")).join(rel)
 }
 
+/// The (line, verdict) rows of a `*-expected.tsv` fixture (verdict `FIRE` or `NO`).
+pub fn expected_verdicts(tsv: &str) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(fixture(tsv)).unwrap();
+    let mut rows = text.lines();
+    let header: Vec<&str> = rows.next().unwrap().split('\t').collect();
+    assert_eq!(header[0], "line");
+    assert_eq!(header[4], "pod_write");
+    rows.filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            assert!(cols.len() >= 5, "short TSV row: {l}");
+            assert!(matches!(cols[4], "FIRE" | "NO"), "verdict: {l}");
+            (cols[0].parse().expect("line number"), cols[4].to_string())
+        })
+        .collect()
+}
+
 /// Writes `bytes` to `dir/name` and returns the path as a string.
 pub fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> String {
     let p = dir.join(name);
