@@ -417,43 +417,50 @@ fn collect(
             Some(_) => name_line(lines, first, end, name).unwrap_or(start_line),
         }
     };
+    let mut push = |kind: Kind,
+                    namespace: &Option<String>,
+                    name: &str,
+                    origin: &rbac::objects::Origin,
+                    body| {
+        let d = doc.unwrap_or(origin.document);
+        out.objects.push(ManifestObject {
+            id: ObjId {
+                kind,
+                namespace: namespace.clone().unwrap_or_default(),
+                name: name.to_string(),
+            },
+            file: path.to_string(),
+            document: d + 1,
+            item: origin.item.map(|i| i + 1),
+            line: locate(d, name, origin.item),
+            body,
+        });
+    };
     for r in &snap.roles {
         let kind = match r.kind {
             rbac::RoleKind::ClusterRole => Kind::ClusterRole,
             rbac::RoleKind::Role => Kind::Role,
         };
-        let d = doc.unwrap_or(r.origin.document);
-        out.objects.push(ManifestObject {
-            id: ObjId {
-                kind,
-                namespace: r.namespace.clone().unwrap_or_default(),
-                name: r.name.clone(),
-            },
-            file: path.to_string(),
-            document: d + 1,
-            item: r.origin.item.map(|i| i + 1),
-            line: locate(d, &r.name, r.origin.item),
-            body: Body::Role(r.clone()),
-        });
+        push(
+            kind,
+            &r.namespace,
+            &r.name,
+            &r.origin,
+            Body::Role(r.clone()),
+        );
     }
     for b in &snap.bindings {
         let kind = match b.kind {
             rbac::BindingKind::ClusterRoleBinding => Kind::ClusterRoleBinding,
             rbac::BindingKind::RoleBinding => Kind::RoleBinding,
         };
-        let d = doc.unwrap_or(b.origin.document);
-        out.objects.push(ManifestObject {
-            id: ObjId {
-                kind,
-                namespace: b.namespace.clone().unwrap_or_default(),
-                name: b.name.clone(),
-            },
-            file: path.to_string(),
-            document: d + 1,
-            item: b.origin.item.map(|i| i + 1),
-            line: locate(d, &b.name, b.origin.item),
-            body: Body::Binding(b.clone()),
-        });
+        push(
+            kind,
+            &b.namespace,
+            &b.name,
+            &b.origin,
+            Body::Binding(b.clone()),
+        );
     }
     // Keep file order (roles and bindings were collected separately).
     out.objects
