@@ -369,6 +369,11 @@ impl Tracker {
         Ok(self.store.commit()?)
     }
 
+    /// Checkpoints the state file's WAL ([`store::Store::checkpoint`]).
+    pub fn checkpoint(&mut self) -> Result<(), StateError> {
+        Ok(self.store.checkpoint()?)
+    }
+
     /// Whether applied changes wait for [`Tracker::commit`].
     pub fn uncommitted(&self) -> bool {
         self.store.in_transaction()

@@ -448,6 +448,16 @@ impl Store {
         Ok(())
     }
 
+    /// Copies what the WAL holds into the database file, as far as no reader needs the WAL
+    /// (`PRAGMA wal_checkpoint(PASSIVE)`; never waits for a lock). Closing the store does the
+    /// same for what is left: a long run that checkpoints after its commits leaves the close
+    /// little to write and sync, on a thread where the waiting does not hold up the reading.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|e| self.err(e))
+    }
+
     /// Whether a transaction [`Store::within_open`] began is waiting for its commit.
     pub fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
