@@ -122,27 +122,67 @@ fn visit_prefiltered(
 /// A reader thread pulls chunks, workers process them, and the calling thread puts results
 /// back in order. Channels are bounded, so memory stays at a few chunks in flight. A read error
 /// is delivered in its place in the order, after every chunk read before it; reading stops
-/// there.
-pub fn run_ordered<I, W, T, D>(chunks: I, threads: usize, work: W, mut deliver: D)
+/// there. With one worker everything runs on the calling thread, unless `read_ahead`
+/// asks for the reader thread anyway ([`Driver`]).
+pub fn run_ordered<I, W, T, D>(chunks: I, threads: usize, work: W, deliver: D)
 where
     I: Iterator<Item = io::Result<Chunk>> + Send,
     W: Fn(&Chunk) -> T + Sync,
     T: Send,
     D: FnMut(io::Result<T>),
 {
-    let threads = threads.max(1);
-    if threads == 1 {
-        for c in chunks {
-            match c {
-                Ok(c) => deliver(Ok(work(&c))),
-                Err(e) => {
-                    deliver(Err(e));
-                    break;
+    Driver {
+        workers: threads,
+        read_ahead: false,
+    }
+    .run(chunks, work, deliver)
+}
+
+/// How [`run_ordered`] spreads the work over threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Driver {
+    /// Threads that run `work` (at least one).
+    pub workers: usize,
+    /// Read chunks on a thread of their own even with one worker. Reading a memory-mapped
+    /// file is mostly the kernel filling in pages: on a thread of its own it overlaps the
+    /// scan.
+    pub read_ahead: bool,
+}
+
+impl Driver {
+    /// Runs `work` on every chunk and hands the results to `deliver` in input order; see
+    /// [`run_ordered`].
+    pub fn run<I, W, T, D>(self, chunks: I, work: W, mut deliver: D)
+    where
+        I: Iterator<Item = io::Result<Chunk>> + Send,
+        W: Fn(&Chunk) -> T + Sync,
+        T: Send,
+        D: FnMut(io::Result<T>),
+    {
+        let threads = self.workers.max(1);
+        if threads == 1 && !self.read_ahead {
+            for c in chunks {
+                match c {
+                    Ok(c) => deliver(Ok(work(&c))),
+                    Err(e) => {
+                        deliver(Err(e));
+                        break;
+                    }
                 }
             }
+            return;
         }
-        return;
+        threaded(chunks, threads, work, deliver);
     }
+}
+
+fn threaded<I, W, T, D>(chunks: I, threads: usize, work: W, mut deliver: D)
+where
+    I: Iterator<Item = io::Result<Chunk>> + Send,
+    W: Fn(&Chunk) -> T + Sync,
+    T: Send,
+    D: FnMut(io::Result<T>),
+{
     let (chunk_tx, chunk_rx) = bounded::<Chunk>(threads * 2);
     let (res_tx, res_rx) = bounded::<(u64, io::Result<T>)>(threads * 4);
     std::thread::scope(|s| {
@@ -248,12 +288,17 @@ mod tests {
         let input: Vec<u8> = (0..20_000)
             .flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
             .collect();
-        for threads in [1, 2, 4] {
+        let drivers = [(1, false), (1, true), (2, false), (4, false), (2, true)].map(
+            |(workers, read_ahead)| Driver {
+                workers,
+                read_ahead,
+            },
+        );
+        for driver in drivers {
             let chunks = LineChunker::new(&input[..], Vec::new(), 1024, 1 << 20);
             let mut lines = Vec::new();
-            run_ordered(
+            driver.run(
                 chunks,
-                threads,
                 |c| {
                     let mut v = Vec::new();
                     visit_lines(
@@ -267,9 +312,9 @@ mod tests {
                 },
                 |r| lines.extend(r.unwrap()),
             );
-            assert_eq!(lines.len(), 20_000);
+            assert_eq!(lines.len(), 20_000, "{driver:?}");
             for (i, l) in lines.iter().enumerate() {
-                assert_eq!(l, &format!("{{\"n\":{i}}}").into_bytes());
+                assert_eq!(l, &format!("{{\"n\":{i}}}").into_bytes(), "{driver:?}");
             }
         }
     }
@@ -291,15 +336,25 @@ mod tests {
 
     #[test]
     fn read_error_comes_last() {
-        let chunks = LineChunker::new(FailAfter(100_000), Vec::new(), 2048, 1 << 20);
-        let mut got = Vec::new();
-        run_ordered(
-            chunks,
-            2,
-            |c| c.bytes().len(),
-            |r| got.push(r.map_err(|e| e.to_string())),
-        );
-        assert_eq!(got.last().unwrap().as_ref().unwrap_err(), "disk on fire");
-        assert!(got[..got.len() - 1].iter().all(|r| r.is_ok()));
+        let mut delivered = Vec::new();
+        for (workers, read_ahead) in [(1, false), (1, true), (2, false)] {
+            let chunks = LineChunker::new(FailAfter(100_000), Vec::new(), 2048, 1 << 20);
+            let mut got = Vec::new();
+            Driver {
+                workers,
+                read_ahead,
+            }
+            .run(
+                chunks,
+                |c| c.bytes().len(),
+                |r| got.push(r.map_err(|e| e.to_string())),
+            );
+            assert_eq!(got.last().unwrap().as_ref().unwrap_err(), "disk on fire");
+            assert!(got.len() > 1);
+            assert!(got[..got.len() - 1].iter().all(|r| r.is_ok()));
+            delivered.push(got);
+        }
+        // Every chunk read before the error arrives, whatever the threads.
+        assert!(delivered.iter().all(|g| g == &delivered[0]));
     }
 }
