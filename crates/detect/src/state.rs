@@ -1593,12 +1593,11 @@ impl Model {
     ) -> Result<(), StateError> {
         a.source = Some(at.clone());
         a.suppressed_by = self.suppressions.matching(&a);
-        let json = serde_json::to_string(&a).map_err(StoreError::Json)?;
         let t = (!time.is_empty()).then_some(time);
-        if !tx.insert_alert(a.rule_id, audit_id, t, &json)? {
+        let Some(json) = tx.insert_alert_value(a.rule_id, audit_id, t, &a)? else {
             self.stats.repeated_alerts += 1;
             return Ok(());
-        }
+        };
         out.push(Reported { alert: a, json });
         Ok(())
     }

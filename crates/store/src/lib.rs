@@ -783,6 +783,33 @@ macro_rules! data_methods {
             json: &str,
         ) -> Result<bool, StoreError> {
             check_json(json)?;
+            self.insert_alert_text(rule_id, audit_id, time, json)
+        }
+
+        /// As [`insert_alert`](Self::insert_alert), for an alert still to be serialised:
+        /// returns its JSON when it was stored, `None` when it was already there. Text
+        /// serde_json wrote is JSON, so it is not parsed again to check (alerts are several
+        /// KiB, and a busy run stores hundreds).
+        pub fn insert_alert_value<T: serde::Serialize>(
+            &self,
+            rule_id: &str,
+            audit_id: &str,
+            time: Option<&str>,
+            alert: &T,
+        ) -> Result<Option<String>, StoreError> {
+            let json = serde_json::to_string(alert)?;
+            Ok(self
+                .insert_alert_text(rule_id, audit_id, time, &json)?
+                .then_some(json))
+        }
+
+        fn insert_alert_text(
+            &self,
+            rule_id: &str,
+            audit_id: &str,
+            time: Option<&str>,
+            json: &str,
+        ) -> Result<bool, StoreError> {
             self.conn
                 .prepare_cached(
                     "INSERT INTO alerts (rule_id, audit_id, time, json) VALUES (?1, ?2, ?3, ?4)

@@ -131,6 +131,30 @@ fn mark_unknown_keeps_earliest_and_put_clears() {
     assert_eq!(o.unknown_since, None);
 }
 
+/// An alert handed over as a value is stored as serde_json writes it, that text comes back
+/// for printing, and a repeat (same rule and event) stores nothing and returns none.
+#[test]
+fn alert_values_are_stored_as_serialised_and_deduplicated() {
+    let s = Store::in_memory().unwrap();
+    let first = serde_json::json!({"rule": "pod-write", "n": 1, "text": "a \"quoted\" word"});
+    let json = s
+        .insert_alert_value("pod-write", "a1", Some("t1"), &first)
+        .unwrap()
+        .expect("stored");
+    assert_eq!(json, serde_json::to_string(&first).unwrap());
+    let again = serde_json::json!({"n": 2});
+    assert_eq!(
+        s.insert_alert_value("pod-write", "a1", Some("t2"), &again)
+            .unwrap(),
+        None
+    );
+    // The same dedup key as text inserts use.
+    assert!(!s.insert_alert("pod-write", "a1", None, "{}").unwrap());
+    let all = s.alerts(None, None).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].json, json);
+}
+
 #[test]
 fn alerts_are_deduplicated() {
     let s = Store::in_memory().unwrap();
