@@ -1,4 +1,5 @@
-//! `Engine::process` on a 4 MiB chunk of realistic audit lines, prefilter on and off.
+//! `Engine::process` on a 4 MiB chunk of realistic audit lines, prefilter on and off, and in
+//! stateful mode (every RBAC change extracted, with its body decoded, for the tracker).
 //!
 //! The lines come from `data/sample.jsonl`, made by the workload generator:
 //! `python3 /work/shared/bench/gen_audit.py --events 2000 --seed 7 > data/sample.jsonl`
@@ -34,13 +35,13 @@ fn chunk() -> Chunk {
     c
 }
 
-fn engine(prefilter: bool) -> Engine {
+fn engine(prefilter: bool, stateful: bool) -> Engine {
     Engine::new(
         EngineOptions {
             rule: RuleOptions::default(),
             prefilter,
             max_record: 1 << 20,
-            stateful: false,
+            stateful,
             input_format: audit::InputFormat::Auto,
             envelopes: false,
         },
@@ -57,7 +58,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(chunk.bytes().len() as u64));
     let mut alerts = Vec::new();
     for (name, prefilter) in [("prefilter", true), ("no-prefilter", false)] {
-        let e = engine(prefilter);
+        let e = engine(prefilter, false);
         let rep = e.process(&chunk);
         alerts.push(
             rep.findings
@@ -67,9 +68,20 @@ fn bench(c: &mut Criterion) {
         );
         g.bench_function(name, |b| b.iter(|| e.process(black_box(&chunk)).events));
     }
+    let e = engine(true, true);
+    let changes = e
+        .process(&chunk)
+        .findings
+        .iter()
+        .filter(|f| matches!(f, Finding::Change { .. }))
+        .count();
+    g.bench_function("stateful", |b| {
+        b.iter(|| e.process(black_box(&chunk)).findings.len())
+    });
     g.finish();
     assert_eq!(alerts[0], alerts[1], "the prefilter changed the alerts");
     assert!(alerts[0] > 0, "the sample has alerting events");
+    assert!(changes > 0, "the sample has RBAC changes");
 }
 
 criterion_group!(benches, bench);

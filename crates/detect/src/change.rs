@@ -82,9 +82,6 @@ pub struct ParsedObject {
     pub binding: Option<rbac::Binding>,
     /// Compact JSON text (for the state file).
     pub text: String,
-    /// For a role: each rule's JSON text as logged, in the order of `role.rules` (empty when
-    /// the two cannot be matched up; then the text is re-made from the parsed rule).
-    pub rule_texts: Vec<String>,
     /// For a ClusterRole: the pod write its own rules grant, when the workers computed it.
     pub grants: Option<Vec<PodWriteGrant>>,
     /// Hash of `text`, to recognise an object stored again unchanged.
@@ -92,6 +89,40 @@ pub struct ParsedObject {
 }
 
 impl ParsedObject {
+    /// For a role: each rule's JSON text as logged, in the order of `role.rules` (empty when
+    /// the two cannot be matched up; then the text is re-made from the parsed rule). Read
+    /// from `text` when asked: only alerts show them, and most changes do not alert.
+    pub fn rule_texts(&self) -> Vec<String> {
+        self.role
+            .as_ref()
+            .map(|r| rule_texts(&self.text, r.rules.len()))
+            .unwrap_or_default()
+    }
+
+    /// The kind of object it is.
+    pub fn kind(&self) -> Option<ObjKind> {
+        match (&self.role, &self.binding) {
+            (Some(r), _) => Some(r.kind.into()),
+            (None, Some(b)) => Some(b.kind.into()),
+            (None, None) => None,
+        }
+    }
+
+    /// Its metadata, as a body's head would give it.
+    fn meta(&self) -> BodyMeta<'static> {
+        let owned = |s: &str| audit::Text(std::borrow::Cow::Owned(s.to_string()));
+        let (name, namespace, rv) = match (&self.role, &self.binding) {
+            (Some(r), _) => (&r.name, &r.namespace, &r.resource_version),
+            (None, Some(b)) => (&b.name, &b.namespace, &b.resource_version),
+            (None, None) => return BodyMeta::default(),
+        };
+        BodyMeta {
+            name: Some(owned(name)),
+            namespace: namespace.as_deref().map(owned),
+            resource_version: rv.as_deref().map(owned),
+        }
+    }
+
     /// Computes the pod write the role's own rules grant. Done on the workers so that the
     /// single tracker thread only compares.
     pub fn with_grants(mut self, opts: PodWriteOptions) -> ParsedObject {
@@ -141,16 +172,10 @@ pub fn parse_object(text: &str) -> Result<ParsedObject, String> {
     if s.roles.len() + s.bindings.len() != 1 {
         return Err("not one RBAC object".into());
     }
-    let role = s.roles.pop();
-    let rule_texts = role
-        .as_ref()
-        .map(|r| rule_texts(text, r.rules.len()))
-        .unwrap_or_default();
     Ok(ParsedObject {
-        role,
+        role: s.roles.pop(),
         binding: s.bindings.pop(),
         text: text.to_string(),
-        rule_texts,
         grants: None,
         text_hash: text_hash(text),
     })
@@ -165,7 +190,7 @@ struct BodyHead<'a> {
     metadata: Option<BodyMeta<'a>>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct BodyMeta<'a> {
     #[serde(borrow, default)]
@@ -285,6 +310,36 @@ fn body_of<'a>(
         if text.starts_with('"') {
             return Err(format!("was not logged ({text})"));
         }
+        // Only ClusterRole verdicts compare grants (namespaced Roles have no pod-write rule of
+        // their own to judge).
+        let finish = |p: ParsedObject| {
+            Box::new(if kind == ObjKind::ClusterRole {
+                p.with_grants(pod_write)
+            } else {
+                p
+            })
+        };
+        // Nearly always the body is the object: one parse gives it and its metadata. Anything
+        // else (another kind, a Status, an object the loader refuses) is told apart by its
+        // head, as before.
+        let parsed = match parse_object(text) {
+            Ok(p) if p.kind() == Some(kind) => {
+                let meta = p.meta();
+                let rv = meta
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse().ok());
+                return Ok(Some((
+                    Body::Object {
+                        object: Ok(finish(p)),
+                        resource_version: rv,
+                        source,
+                    },
+                    Some((source, Some(meta))),
+                )));
+            }
+            other => other,
+        };
         match serde_json::from_str::<BodyHead<'a>>(text) {
             Ok(h) if h.kind.as_deref() == Some(kind.as_str()) => {
                 let rv = h
@@ -293,15 +348,7 @@ fn body_of<'a>(
                     .and_then(|m| m.resource_version.as_deref()?.parse().ok());
                 Ok(Some((
                     Body::Object {
-                        object: parse_object(text).map(|p| {
-                            // Only ClusterRole verdicts compare grants (namespaced Roles
-                            // have no pod-write rule of their own to judge).
-                            Box::new(if kind == ObjKind::ClusterRole {
-                                p.with_grants(pod_write)
-                            } else {
-                                p
-                            })
-                        }),
+                        object: parsed.map(finish),
                         resource_version: rv,
                         source,
                     },

@@ -1016,9 +1016,10 @@ impl Model {
                 if report.is_empty() {
                     return None;
                 }
+                let texts = p.rule_texts();
                 let rules = AlertRules {
                     parsed,
-                    texts: &p.rule_texts,
+                    texts: &texts,
                     grants: Some(after_grants),
                 };
                 let mut a = Alert::clone(&c.ch.base);
