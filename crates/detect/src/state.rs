@@ -167,8 +167,23 @@ struct RoleFacts {
 
 type RoleKey = (RoleKind, String, String);
 
+/// An object row written in the open transaction and not yet handed to the store: a log that
+/// re-creates one binding thousands of times then writes its row once per commit.
+enum PendingRow {
+    /// The whole row ([`Tx::put_object`]).
+    Put(StoredObject),
+    /// The change that last touched an unchanged object ([`Tx::touch_object`]).
+    Touch {
+        audit_id: String,
+        time: String,
+        resource_version: Option<String>,
+    },
+}
+
 /// The model and its rules; the store is kept apart so a transaction can borrow both.
 struct Model {
+    /// Object rows waiting for the next commit ([`Model::flush_rows`]).
+    pending: HashMap<Key, PendingRow>,
     facts: HashMap<RoleKey, std::sync::Arc<RoleFacts>>,
     actors: HashMap<String, ActorLog>,
     inv: Inventory,
@@ -203,6 +218,7 @@ impl Tracker {
     ) -> Result<Tracker, StateError> {
         let path = store.path().display().to_string();
         let mut model = Model {
+            pending: HashMap::new(),
             facts: HashMap::new(),
             actors: HashMap::new(),
             inv: Inventory::new(),
@@ -352,7 +368,7 @@ impl Tracker {
         }
         let model = &mut self.model;
         let mut out = Vec::new();
-        self.store.within_open(|tx| {
+        let done = self.store.within_open(|tx| {
             for (ch, at) in changes {
                 model.apply(tx, ch, at, &mut out)?;
             }
@@ -360,12 +376,21 @@ impl Tracker {
                 tx.set_position(source, p)?;
             }
             Ok::<_, StateError>(())
-        })?;
+        });
+        if done.is_err() {
+            // Rolled back: rows waiting for the commit belong to it.
+            model.pending.clear();
+        }
+        done?;
         Ok(out)
     }
 
     /// Commits what [`Tracker::apply_uncommitted`] applied; nothing when nothing is pending.
     pub fn commit(&mut self) -> Result<(), StateError> {
+        if !self.model.pending.is_empty() {
+            let model = &mut self.model;
+            self.store.within_open(|tx| model.flush_rows(tx))?;
+        }
         Ok(self.store.commit()?)
     }
 
@@ -475,6 +500,26 @@ fn is_broad(s: &Subject) -> bool {
     s.kind == "Group" && BROAD_GROUPS.contains(&s.name.as_str())
 }
 
+fn write_row(tx: &Tx<'_>, key: &Key, row: PendingRow) -> Result<(), StoreError> {
+    match row {
+        PendingRow::Put(o) => tx.put_object(&o),
+        PendingRow::Touch {
+            audit_id,
+            time,
+            resource_version,
+        } => tx
+            .touch_object(
+                key.0.as_str(),
+                &key.1,
+                &key.2,
+                &audit_id,
+                &time,
+                resource_version.as_deref(),
+            )
+            .map(|_| ()),
+    }
+}
+
 impl Model {
     fn corrupt(&self, o: &StoredObject, message: String) -> StateError {
         StateError::Corrupt {
@@ -551,6 +596,49 @@ impl Model {
 
     fn bound_subjects(&self, kind: RoleKind, ns: &str, name: &str) -> Vec<BoundSubject> {
         bound_subjects_of(self.inv.bindings_to(kind, ns, name)).0
+    }
+
+    /// Stores an object row at the next commit.
+    fn put_row(&mut self, key: &Key, o: StoredObject) {
+        self.pending.insert(key.clone(), PendingRow::Put(o));
+    }
+
+    /// [`Tx::touch_object`] at the next commit (on the row as it will be by then).
+    fn touch_row(&mut self, key: &Key, audit_id: &str, time: &str, rv: Option<String>) {
+        match self.pending.get_mut(key) {
+            Some(PendingRow::Put(o)) => {
+                o.audit_id = audit_id.to_string();
+                o.time = time.to_string();
+                o.resource_version = rv;
+            }
+            _ => {
+                self.pending.insert(
+                    key.clone(),
+                    PendingRow::Touch {
+                        audit_id: audit_id.to_string(),
+                        time: time.to_string(),
+                        resource_version: rv,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Writes the row of `key` waiting for the commit, before something reads or updates it
+    /// in the store.
+    fn flush_row(&mut self, tx: &Tx<'_>, key: &Key) -> Result<(), StateError> {
+        if let Some(row) = self.pending.remove(key) {
+            write_row(tx, key, row)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every row waiting for the commit.
+    fn flush_rows(&mut self, tx: &Tx<'_>) -> Result<(), StateError> {
+        for (key, row) in self.pending.drain() {
+            write_row(tx, &key, row)?;
+        }
+        Ok(())
     }
 
     fn apply(
@@ -659,6 +747,7 @@ impl Model {
             },
             (Body::Patch { value, kind }, _) => {
                 let target = if prev_state == PreviousState::Known {
+                    self.flush_row(tx, &key)?;
                     match tx
                         .get_object(ch.kind.as_str(), &key.1, &key.2)?
                         .and_then(|o| serde_json::from_str::<Value>(&o.json).ok())
@@ -719,25 +808,26 @@ impl Model {
                         !m.deleted && m.unknown_since.is_none() && m.text_hash == Some(hash)
                     });
                     if same {
-                        tx.touch_object(
-                            ch.kind.as_str(),
-                            &key.1,
-                            &key.2,
+                        self.touch_row(
+                            &key,
                             &audit_id,
                             &time,
-                            ch.resource_version.map(|r| r.to_string()).as_deref(),
-                        )?;
+                            ch.resource_version.map(|r| r.to_string()),
+                        );
                     } else {
-                        tx.put_object(&StoredObject {
-                            kind: ch.kind.as_str().into(),
-                            namespace: key.1.clone(),
-                            name: key.2.clone(),
-                            json: p.text.clone(),
-                            audit_id: audit_id.clone(),
-                            time: time.clone(),
-                            resource_version: ch.resource_version.map(|r| r.to_string()),
-                            unknown_since: None,
-                        })?;
+                        self.put_row(
+                            &key,
+                            StoredObject {
+                                kind: ch.kind.as_str().into(),
+                                namespace: key.1.clone(),
+                                name: key.2.clone(),
+                                json: p.text.clone(),
+                                audit_id: audit_id.clone(),
+                                time: time.clone(),
+                                resource_version: ch.resource_version.map(|r| r.to_string()),
+                                unknown_since: None,
+                            },
+                        );
                     }
                     self.meta.insert(
                         key.clone(),
@@ -753,16 +843,19 @@ impl Model {
                     "applied".into()
                 }
                 Outcome::Deleted => {
-                    tx.put_object(&StoredObject {
-                        kind: ch.kind.as_str().into(),
-                        namespace: key.1.clone(),
-                        name: key.2.clone(),
-                        json: "null".into(),
-                        audit_id: audit_id.clone(),
-                        time: time.clone(),
-                        resource_version: ch.resource_version.map(|r| r.to_string()),
-                        unknown_since: None,
-                    })?;
+                    self.put_row(
+                        &key,
+                        StoredObject {
+                            kind: ch.kind.as_str().into(),
+                            namespace: key.1.clone(),
+                            name: key.2.clone(),
+                            json: "null".into(),
+                            audit_id: audit_id.clone(),
+                            time: time.clone(),
+                            resource_version: ch.resource_version.map(|r| r.to_string()),
+                            unknown_since: None,
+                        },
+                    );
                     self.meta.insert(
                         key.clone(),
                         Meta {
@@ -777,6 +870,7 @@ impl Model {
                 }
                 Outcome::Unknown(_) => {
                     self.stats.unverified += 1;
+                    self.flush_row(tx, &key)?;
                     let marked = tx.mark_unknown_at(
                         ch.kind.as_str(),
                         &key.1,
@@ -845,6 +939,7 @@ impl Model {
                 .filter(|(k, m)| k.0 == ch.kind && k.1 == ch.namespace && !m.deleted)
                 .map(|(k, _)| k.clone())
                 .collect();
+            self.flush_rows(tx)?;
             for k in keys {
                 tx.mark_unknown(k.0.as_str(), &k.1, &k.2, time)?;
                 if let Some(m) = self.meta.get_mut(&k) {
