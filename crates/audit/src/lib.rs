@@ -34,4 +34,4 @@ pub use input::{
     ReadOptions,
 };
 pub use needle::LineNeedle;
-pub use scan::{run_ordered, visit_lines, Driver, LineIssue, LineStats};
+pub use scan::{visit_lines, Driver, LineIssue, LineStats};

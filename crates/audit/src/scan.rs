@@ -116,29 +116,7 @@ fn visit_prefiltered(
     st
 }
 
-/// Runs `work` on every chunk with `threads` workers and hands the results to `deliver` in
-/// input order.
-///
-/// A reader thread pulls chunks, workers process them, and the calling thread puts results
-/// back in order. Channels are bounded, so memory stays at a few chunks in flight. A read error
-/// is delivered in its place in the order, after every chunk read before it; reading stops
-/// there. With one worker everything runs on the calling thread, unless `read_ahead`
-/// asks for the reader thread anyway ([`Driver`]).
-pub fn run_ordered<I, W, T, D>(chunks: I, threads: usize, work: W, deliver: D)
-where
-    I: Iterator<Item = io::Result<Chunk>> + Send,
-    W: Fn(&Chunk) -> T + Sync,
-    T: Send,
-    D: FnMut(io::Result<T>),
-{
-    Driver {
-        workers: threads,
-        read_ahead: false,
-    }
-    .run(chunks, work, deliver)
-}
-
-/// How [`run_ordered`] spreads the work over threads.
+/// How chunks are spread over threads: see [`Driver::run`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Driver {
     /// Threads that run `work` (at least one).
@@ -150,8 +128,14 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Runs `work` on every chunk and hands the results to `deliver` in input order; see
-    /// [`run_ordered`].
+    /// Runs `work` on every chunk with `workers` threads and hands the results to `deliver`
+    /// in input order.
+    ///
+    /// A reader thread pulls chunks, workers process them, and the calling thread puts
+    /// results back in order. Channels are bounded, so memory stays at a few chunks in
+    /// flight. A read error is delivered in its place in the order, after every chunk read
+    /// before it; reading stops there. With one worker everything runs on the calling
+    /// thread, unless `read_ahead` asks for the reader thread anyway.
     pub fn run<I, W, T, D>(self, chunks: I, work: W, mut deliver: D)
     where
         I: Iterator<Item = io::Result<Chunk>> + Send,
