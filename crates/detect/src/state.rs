@@ -796,7 +796,17 @@ impl Model {
                 self.binding_change(&ctx, &outcome)
             }
         };
-        // Persist the object.
+        // Persist the object: the row this change leaves, with `json` as its content.
+        let row = |json: String| StoredObject {
+            kind: ch.kind.as_str().into(),
+            namespace: key.1.clone(),
+            name: key.2.clone(),
+            json,
+            audit_id: audit_id.clone(),
+            time: time.clone(),
+            resource_version: ch.resource_version.map(|r| r.to_string()),
+            unknown_since: None,
+        };
         record.outcome = if stale {
             self.stats.stale += 1;
             "stale".into()
@@ -815,19 +825,7 @@ impl Model {
                             ch.resource_version.map(|r| r.to_string()),
                         );
                     } else {
-                        self.put_row(
-                            &key,
-                            StoredObject {
-                                kind: ch.kind.as_str().into(),
-                                namespace: key.1.clone(),
-                                name: key.2.clone(),
-                                json: p.text.clone(),
-                                audit_id: audit_id.clone(),
-                                time: time.clone(),
-                                resource_version: ch.resource_version.map(|r| r.to_string()),
-                                unknown_since: None,
-                            },
-                        );
+                        self.put_row(&key, row(p.text.clone()));
                     }
                     self.meta.insert(
                         key.clone(),
@@ -843,19 +841,7 @@ impl Model {
                     "applied".into()
                 }
                 Outcome::Deleted => {
-                    self.put_row(
-                        &key,
-                        StoredObject {
-                            kind: ch.kind.as_str().into(),
-                            namespace: key.1.clone(),
-                            name: key.2.clone(),
-                            json: "null".into(),
-                            audit_id: audit_id.clone(),
-                            time: time.clone(),
-                            resource_version: ch.resource_version.map(|r| r.to_string()),
-                            unknown_since: None,
-                        },
-                    );
+                    self.put_row(&key, row("null".into()));
                     self.meta.insert(
                         key.clone(),
                         Meta {
@@ -886,14 +872,9 @@ impl Model {
                             .filter(|m| !m.deleted)
                             .and_then(|_| self.object_json(&key));
                         tx.put_object(&StoredObject {
-                            kind: ch.kind.as_str().into(),
-                            namespace: key.1.clone(),
-                            name: key.2.clone(),
-                            json: last.map_or_else(|| "null".to_string(), |v| v.to_string()),
-                            audit_id: audit_id.clone(),
-                            time: time.clone(),
                             resource_version: None,
                             unknown_since: Some(time.clone()),
+                            ..row(last.map_or_else(|| "null".to_string(), |v| v.to_string()))
                         })?;
                     }
                     let m = self.meta.entry(key.clone()).or_default();
