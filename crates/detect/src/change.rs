@@ -201,6 +201,13 @@ struct BodyMeta<'a> {
     resource_version: Option<audit::Text<'a>>,
 }
 
+impl BodyMeta<'_> {
+    /// `resourceVersion` as a number (the API server writes decimal strings).
+    fn resource_version_number(&self) -> Option<u64> {
+        self.resource_version.as_deref()?.parse().ok()
+    }
+}
+
 /// Whether an event could be an RBAC change, from the head only (verb and resource).
 pub fn head_may_match(h: &audit::head::Head) -> bool {
     h.verb.as_deref().is_some_and(|v| CHANGE_VERBS.contains(&v))
@@ -263,7 +270,7 @@ pub fn extract(ev: &Event, opts: &RuleOptions) -> Option<Change> {
         _ if verb == "delete" => head
             .as_ref()
             .filter(|(src, _)| *src == RulesSource::ResponseObject)
-            .and_then(|(_, m)| m.as_ref()?.resource_version.as_deref()?.parse().ok()),
+            .and_then(|(_, m)| m.as_ref()?.resource_version_number()),
         _ => None,
     };
     let stateless =
@@ -325,10 +332,7 @@ fn body_of<'a>(
         let parsed = match parse_object(text) {
             Ok(p) if p.kind() == Some(kind) => {
                 let meta = p.meta();
-                let rv = meta
-                    .resource_version
-                    .as_deref()
-                    .and_then(|v| v.parse().ok());
+                let rv = meta.resource_version_number();
                 return Ok(Some((
                     Body::Object {
                         object: Ok(finish(p)),
@@ -345,7 +349,7 @@ fn body_of<'a>(
                 let rv = h
                     .metadata
                     .as_ref()
-                    .and_then(|m| m.resource_version.as_deref()?.parse().ok());
+                    .and_then(BodyMeta::resource_version_number);
                 Ok(Some((
                     Body::Object {
                         object: parsed.map(finish),
