@@ -295,7 +295,7 @@ pub fn run(args: DetectArgs) -> Result<u8> {
             }
             fatal.get_or_insert(anyhow::Error::new(e).context("cannot write alerts"));
         }
-        stats = Some(done.tracker.stats());
+        stats = Some(done.stats);
         printer = Some(done.printer);
     }
     if let Some(Err(e)) = printer.as_mut().map(Printer::finish) {

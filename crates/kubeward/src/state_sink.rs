@@ -7,6 +7,7 @@ use anyhow::Result;
 use detect::alert::Location;
 use detect::change::Change;
 use detect::state::Reported;
+use detect::state::TrackerStats;
 use detect::{StateError, Tracker};
 use std::io::{self, Write};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -34,7 +35,8 @@ pub struct Batch {
 
 /// What the tracker thread hands back.
 pub struct Done<W: Write> {
-    pub tracker: Tracker,
+    /// The tracker's final counts (it is closed by then).
+    pub stats: TrackerStats,
     pub printer: Printer<W>,
     pub alerts: u64,
     pub suppressed: u64,
@@ -196,9 +198,17 @@ fn run<W: Write>(
         changes: 0,
         since: None,
     };
-    let error = a.drain(&rx).err().map(anyhow::Error::new);
+    let drained = a.drain(&rx);
+    // Closed here, not by the caller: the model is freed on the thread that allocated it, and
+    // a failing close is reported like any other trouble with the file.
+    let stats = a.tracker.stats();
+    let closed = a.tracker.close();
+    let error = drained
+        .and(closed.map(|_| ()))
+        .err()
+        .map(anyhow::Error::new);
     Done {
-        tracker: a.tracker,
+        stats,
         printer: a.printer,
         alerts: a.alerts,
         suppressed: a.suppressed,

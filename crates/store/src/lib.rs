@@ -448,6 +448,14 @@ impl Store {
         Ok(())
     }
 
+    /// Closes the file: commits nothing (an open transaction is rolled back), checkpoints the
+    /// WAL into the database file, and reports what went wrong doing so, which dropping the
+    /// store cannot.
+    pub fn close(self) -> Result<(), StoreError> {
+        let path = self.path;
+        self.conn.close().map_err(|(_, e)| classify(e, &path))
+    }
+
     /// Copies what the WAL holds into the database file, as far as no reader needs the WAL
     /// (`PRAGMA wal_checkpoint(PASSIVE)`; never waits for a lock). Closing the store does the
     /// same for what is left: a long run that checkpoints after its commits leaves the close
