@@ -89,14 +89,12 @@ pub struct ParsedObject {
 }
 
 impl ParsedObject {
-    /// For a role: each rule's JSON text as logged, in the order of `role.rules` (empty when
-    /// the two cannot be matched up; then the text is re-made from the parsed rule). Read
-    /// from `text` when asked: only alerts show them, and most changes do not alert.
-    pub fn rule_texts(&self) -> Vec<String> {
-        self.role
-            .as_ref()
-            .map(|r| rule_texts(&self.text, r.rules.len()))
-            .unwrap_or_default()
+    /// For a role read from this object (`role`, which the tracker may have moved out of it):
+    /// each rule's JSON text as logged, in the order of `role.rules` (empty when the two
+    /// cannot be matched up; then the text is re-made from the parsed rule). Read from `text`
+    /// when asked: only alerts show them, and most changes do not alert.
+    pub fn rule_texts(&self, role: &rbac::Role) -> Vec<String> {
+        rule_texts(&self.text, role.rules.len())
     }
 
     /// The kind of object it is.

@@ -38,7 +38,7 @@ use rbac::{
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use store::{ChangeRecord, Position, Store, StoreError, StoredObject, Tx};
+use store::{ChangeRecord, NewChange, Position, Store, StoreError, StoredObject, Tx};
 
 /// Rule id: a change makes aggregating ClusterRoles gain pod write.
 pub const AGGREGATED_RULE_ID: &str = "clusterrole-pod-write-aggregated";
@@ -680,28 +680,20 @@ impl Model {
                 format!("no-audit-id:{:016x}", text_hash(&facts))
             });
         let time = std::mem::take(&mut ch.time_text);
-        let mut record = ChangeRecord {
-            seq: 0,
-            audit_id: audit_id.clone(),
-            kind: ch.kind.as_str().to_string(),
-            namespace: ch.namespace.clone(),
-            name: ch.name.clone().unwrap_or_default(),
-            verb: ch.verb.clone(),
-            actor: ch.base.actor.username.clone(),
-            time: time.clone(),
-            resource_version: ch.resource_version.map(|v| v.to_string()),
-            outcome: "applied".into(),
-        };
-        // Recorded first, as "applied", so that one statement both detects a redelivery and
-        // records; an outcome other than "applied" is set at the end.
-        if !tx.record_change(&record)? {
-            self.stats.redelivered += 1;
-            return Ok(());
-        }
+        let rv_text = ch.resource_version.map(|v| v.to_string());
         let Some(name) = ch.name.clone() else {
-            record.outcome = self.nameless(tx, &ch, &time, &at, &audit_id, out)?;
-            tx.set_change_outcome(&audit_id, &record.outcome)?;
-            self.note_change(&record, ch.time_ns);
+            // Recorded first, so that one statement both detects a redelivery and records.
+            let rec = new_change(&ch, &audit_id, &time, rv_text.as_deref(), "applied");
+            if !tx.record_change(&rec)? {
+                self.stats.redelivered += 1;
+                return Ok(());
+            }
+            let outcome = self.nameless(tx, &ch, &time, &at, &audit_id, out)?;
+            if outcome != rec.outcome {
+                tx.set_change_outcome(&audit_id, &outcome)?;
+            }
+            let rec = new_change(&ch, &audit_id, &time, rv_text.as_deref(), &outcome);
+            self.note_change(&rec, ch.time_ns);
             return Ok(());
         };
         let key: Key = (ch.kind, ch.namespace.clone(), name.clone());
@@ -717,13 +709,7 @@ impl Model {
             }
         });
         // A delete may return the object it deleted, with the version the model holds.
-        if order == Some(std::cmp::Ordering::Equal) && ch.verb != "delete" {
-            // The same version again under another auditID: nothing new.
-            self.stats.redelivered += 1;
-            record.outcome = "same-version".into();
-            tx.set_change_outcome(&audit_id, &record.outcome)?;
-            return Ok(());
-        }
+        let same_version = order == Some(std::cmp::Ordering::Equal) && ch.verb != "delete";
         let stale = order == Some(std::cmp::Ordering::Less);
         // A create of an object the model holds means a delete is missing from the log (or
         // the log repeats itself): what the object grants is judged against the version the
@@ -743,13 +729,44 @@ impl Model {
                 _ => PreviousState::Unknown,
             }
         };
+        // Recorded before anything changes, so that one statement both detects a redelivery and
+        // records, with the outcome the change will nearly always have; the rare change that
+        // ends otherwise (a patch that does not apply) corrects it at the end.
+        let predicted = if same_version {
+            "same-version"
+        } else if stale {
+            "stale"
+        } else if ch.verb == "delete" {
+            "deleted"
+        } else {
+            match &ch.body {
+                Body::Object { object: Ok(_), .. } => "applied",
+                Body::Patch { value, .. }
+                    if prev_state == PreviousState::Known
+                        || value.get("kind").and_then(Value::as_str) == Some(ch.kind.as_str()) =>
+                {
+                    "applied"
+                }
+                _ => "unverified",
+            }
+        };
+        let rec = new_change(&ch, &audit_id, &time, rv_text.as_deref(), predicted);
+        if !tx.record_change(&rec)? {
+            self.stats.redelivered += 1;
+            return Ok(());
+        }
+        if same_version {
+            // The same version again under another auditID: nothing new.
+            self.stats.redelivered += 1;
+            return Ok(());
+        }
         let body = std::mem::replace(
             &mut ch.body,
             Body::None {
                 reason: String::new(),
             },
         );
-        let outcome = match (body, ch.verb.as_str()) {
+        let mut outcome = match (body, ch.verb.as_str()) {
             (_, "delete") => Outcome::Deleted,
             (Body::Object { object, source, .. }, _) => match object {
                 Ok(p) => Outcome::Known(source, p),
@@ -801,7 +818,7 @@ impl Model {
             prev_grants: prev.as_ref().and_then(|m| m.grants.clone()),
         };
         let mut alerts = match ch.kind {
-            ObjKind::ClusterRole | ObjKind::Role => self.role_change(&ctx, &outcome),
+            ObjKind::ClusterRole | ObjKind::Role => self.role_change(&ctx, &mut outcome),
             ObjKind::ClusterRoleBinding | ObjKind::RoleBinding => {
                 self.binding_change(&ctx, &outcome)
             }
@@ -817,9 +834,9 @@ impl Model {
             resource_version: ch.resource_version.map(|r| r.to_string()),
             unknown_since: None,
         };
-        record.outcome = if stale {
+        let final_outcome = if stale {
             self.stats.stale += 1;
-            "stale".into()
+            "stale"
         } else {
             match &outcome {
                 Outcome::Known(_, p) => {
@@ -848,7 +865,7 @@ impl Model {
                         },
                     );
                     self.stats.applied += 1;
-                    "applied".into()
+                    "applied"
                 }
                 Outcome::Deleted => {
                     self.put_row(&key, row("null".into()));
@@ -862,7 +879,7 @@ impl Model {
                         },
                     );
                     self.stats.applied += 1;
-                    "deleted".into()
+                    "deleted"
                 }
                 Outcome::Unknown(_) => {
                     self.stats.unverified += 1;
@@ -894,17 +911,18 @@ impl Model {
                     m.assumed = false;
                     m.rv = ch.resource_version.or(m.rv);
                     m.time_ns = ch.time_ns.max(m.time_ns);
-                    "unverified".into()
+                    "unverified"
                 }
             }
         };
         for a in &mut alerts {
             self.add_context(tx, a, &ctx)?;
         }
-        if record.outcome != "applied" {
-            tx.set_change_outcome(&audit_id, &record.outcome)?;
+        if final_outcome != predicted {
+            tx.set_change_outcome(&audit_id, final_outcome)?;
         }
-        self.note_change(&record, ch.time_ns);
+        let rec = new_change(&ch, &audit_id, &time, rv_text.as_deref(), final_outcome);
+        self.note_change(&rec, ch.time_ns);
         for a in alerts {
             self.emit(tx, a, &at, &time, &audit_id, out)?;
         }
@@ -974,17 +992,16 @@ impl Model {
         a
     }
 
-    fn role_change(&mut self, c: &Ctx<'_>, outcome: &Outcome) -> Vec<Alert> {
+    fn role_change(&mut self, c: &Ctx<'_>, outcome: &mut Outcome) -> Vec<Alert> {
         let Some(rk) = c.ch.kind.role_kind() else {
             return Vec::new();
         };
         let (ns, name) = (c.key.1.as_str(), c.key.2.as_str());
-        let before: Option<Role> = match c.prev_state {
-            PreviousState::Known => self.inv.role(rk, ns, name).cloned(),
-            _ => None,
-        };
-        let after: Option<Role> = match outcome {
-            Outcome::Known(_, p) => p.role.clone(),
+        // The role moves from the change into the model. Only ClusterRole verdicts look at it
+        // afterwards, so only they keep a copy; most changes are namespaced Roles or do not
+        // alert, and copying every role showed in profiles.
+        let taken: Option<Role> = match outcome {
+            Outcome::Known(_, p) => p.role.take(),
             _ => None,
         };
         let agg_relevant = rk == RoleKind::ClusterRole
@@ -992,26 +1009,39 @@ impl Model {
             && !matches!(outcome, Outcome::Unknown(_))
             && self
                 .inv
-                .affects_aggregation(self.inv.role(rk, ns, name), after.as_ref());
+                .affects_aggregation(self.inv.role(rk, ns, name), taken.as_ref());
         let agg_before = agg_relevant.then(|| self.inv.aggregated().clone());
-        if !c.stale {
-            match outcome {
-                Outcome::Known(..) => {
-                    if let Some(r) = after.clone() {
-                        self.inv.put_role(r);
+        let known_before = c.prev_state == PreviousState::Known;
+        let (before, after) = if c.stale {
+            (None, taken)
+        } else {
+            let mut before = None;
+            let mut after = None;
+            match (&*outcome, taken) {
+                (Outcome::Known(..), Some(r)) => {
+                    if rk == RoleKind::ClusterRole {
+                        after = Some(r.clone());
+                    }
+                    before = self.inv.put_role(r).filter(|_| known_before);
+                }
+                (Outcome::Known(..), None) => {
+                    if known_before {
+                        before = self.inv.role(rk, ns, name).cloned();
                     }
                 }
-                Outcome::Deleted => {
+                (Outcome::Deleted, _) => {
                     self.inv.remove_role(rk, ns, name);
                 }
-                Outcome::Unknown(_) => {}
+                (Outcome::Unknown(_), _) => {}
             }
             if agg_relevant {
                 self.facts.clear();
             } else {
                 self.facts.remove(&(rk, ns.to_string(), name.to_string()));
             }
-        }
+            (before, after)
+        };
+        let outcome = &*outcome;
         let mut alerts = Vec::new();
         if rk == RoleKind::ClusterRole {
             if let Some(a) = self.pod_write_alert(
@@ -1102,7 +1132,7 @@ impl Model {
                 if report.is_empty() {
                     return None;
                 }
-                let texts = p.rule_texts();
+                let texts = after.map(|r| p.rule_texts(r)).unwrap_or_default();
                 let rules = AlertRules {
                     parsed,
                     texts: &texts,
@@ -1648,15 +1678,28 @@ impl Model {
 
     /// Adds a recorded change to its actor's in-memory log, if that log is loaded, and forgets
     /// what no alert can ask for any more.
-    fn note_change(&mut self, r: &ChangeRecord, t: Option<i128>) {
-        let (Some(user), Some(t)) = (r.actor.as_deref(), t) else {
+    fn note_change(&mut self, r: &NewChange<'_>, t: Option<i128>) {
+        let (Some(user), Some(t)) = (r.actor, t) else {
             return;
         };
         let Some(log) = self.actors.get_mut(user) else {
             return;
         };
         let at = log.entries.partition_point(|(x, _)| *x <= t);
-        log.entries.insert(at, (t, recent_from(r.clone())));
+        log.entries.insert(
+            at,
+            (
+                t,
+                RecentChange {
+                    time: r.time.to_string(),
+                    verb: r.verb.to_string(),
+                    kind: r.kind.to_string(),
+                    namespace: (!r.namespace.is_empty()).then(|| r.namespace.to_string()),
+                    name: r.name.to_string(),
+                    audit_id: r.audit_id.to_string(),
+                },
+            ),
+        );
         // Keep two windows back from the newest change: enough for any event in order, and a
         // late one older than that asks the history.
         if let Some(newest) = log.entries.last().map(|(x, _)| *x) {
@@ -1687,6 +1730,27 @@ impl Model {
         };
         out.push(Reported { alert: a, json });
         Ok(())
+    }
+}
+
+/// The record of a change, borrowed from it ([`Tx::record_change`]).
+fn new_change<'a>(
+    ch: &'a Change,
+    audit_id: &'a str,
+    time: &'a str,
+    resource_version: Option<&'a str>,
+    outcome: &'a str,
+) -> NewChange<'a> {
+    NewChange {
+        audit_id,
+        kind: ch.kind.as_str(),
+        namespace: &ch.namespace,
+        name: ch.name.as_deref().unwrap_or_default(),
+        verb: &ch.verb,
+        actor: ch.base.actor.username.as_deref(),
+        time,
+        resource_version,
+        outcome,
     }
 }
 

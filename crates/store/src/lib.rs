@@ -228,6 +228,48 @@ pub struct ChangeRecord {
     pub outcome: String,
 }
 
+/// A change to record ([`Tx::record_change`]): the fields of a [`ChangeRecord`] borrowed
+/// from the caller, which already holds them (one change is recorded per RBAC event, and
+/// copying each field first showed in profiles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewChange<'a> {
+    /// See [`ChangeRecord::audit_id`].
+    pub audit_id: &'a str,
+    /// See [`ChangeRecord::kind`].
+    pub kind: &'a str,
+    /// See [`ChangeRecord::namespace`].
+    pub namespace: &'a str,
+    /// See [`ChangeRecord::name`].
+    pub name: &'a str,
+    /// See [`ChangeRecord::verb`].
+    pub verb: &'a str,
+    /// See [`ChangeRecord::actor`].
+    pub actor: Option<&'a str>,
+    /// See [`ChangeRecord::time`].
+    pub time: &'a str,
+    /// See [`ChangeRecord::resource_version`].
+    pub resource_version: Option<&'a str>,
+    /// See [`ChangeRecord::outcome`].
+    pub outcome: &'a str,
+}
+
+impl ChangeRecord {
+    /// The record as [`Tx::record_change`] takes it.
+    pub fn as_new(&self) -> NewChange<'_> {
+        NewChange {
+            audit_id: &self.audit_id,
+            kind: &self.kind,
+            namespace: &self.namespace,
+            name: &self.name,
+            verb: &self.verb,
+            actor: self.actor.as_deref(),
+            time: &self.time,
+            resource_version: self.resource_version.as_deref(),
+            outcome: &self.outcome,
+        }
+    }
+}
+
 /// An alert already raised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAlert {
@@ -905,9 +947,9 @@ macro_rules! data_methods {
         }
 
         /// Records a change. `false`, and nothing written, when a change with the same
-        /// audit ID was already recorded (an event read twice is one change). `c.seq` is
-        /// ignored: the store numbers changes in insertion order.
-        pub fn record_change(&self, c: &ChangeRecord) -> Result<bool, StoreError> {
+        /// audit ID was already recorded (an event read twice is one change). The store
+        /// numbers changes in insertion order.
+        pub fn record_change(&self, c: &NewChange<'_>) -> Result<bool, StoreError> {
             self.conn
                 .prepare_cached(
                     "INSERT INTO changes

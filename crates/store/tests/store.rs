@@ -644,12 +644,9 @@ fn version_1_file_is_migrated_and_keeps_its_rows() {
     );
     // The new table is there and usable.
     assert!(s
-        .record_change(&change(
-            "c1",
-            "admin",
-            Some("alice"),
-            "2024-05-01T12:00:02.000000Z"
-        ))
+        .record_change(
+            &change("c1", "admin", Some("alice"), "2024-05-01T12:00:02.000000Z").as_new()
+        )
         .unwrap());
     drop(s);
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -679,12 +676,12 @@ fn record_change_is_deduplicated_by_audit_id() {
     let s = Store::in_memory().unwrap();
     assert!(!s.has_change("a1").unwrap());
     let first = change("a1", "r", Some("alice"), "2024-05-01T12:00:00.000000Z");
-    assert!(s.record_change(&first).unwrap());
+    assert!(s.record_change(&first.as_new()).unwrap());
     assert!(s.has_change("a1").unwrap());
     // Same audit id, different content: refused, the first is kept.
     let mut again = change("a1", "other", Some("bob"), "2024-05-01T13:00:00.000000Z");
     again.outcome = "stale".into();
-    assert!(!s.record_change(&again).unwrap());
+    assert!(!s.record_change(&again.as_new()).unwrap());
     let got = s
         .latest_change_for("ClusterRole", "", "r")
         .unwrap()
@@ -706,19 +703,20 @@ fn changes_by_actor_window_and_order() {
     let s = Store::in_memory().unwrap();
     let t = |n: u32| format!("2024-05-01T12:00:{n:02}.000000Z");
     // Inserted out of time order, as events from several inputs are.
-    s.record_change(&change("e3", "r3", Some("alice"), &t(3)))
+    s.record_change(&change("e3", "r3", Some("alice"), &t(3)).as_new())
         .unwrap();
-    s.record_change(&change("e1", "r1", Some("alice"), &t(1)))
+    s.record_change(&change("e1", "r1", Some("alice"), &t(1)).as_new())
         .unwrap();
-    s.record_change(&change("e2b", "r2", Some("alice"), &t(2)))
+    s.record_change(&change("e2b", "r2", Some("alice"), &t(2)).as_new())
         .unwrap();
-    s.record_change(&change("e2a", "r2", Some("alice"), &t(2)))
+    s.record_change(&change("e2a", "r2", Some("alice"), &t(2)).as_new())
         .unwrap();
-    s.record_change(&change("e5", "r5", Some("alice"), &t(5)))
+    s.record_change(&change("e5", "r5", Some("alice"), &t(5)).as_new())
         .unwrap();
-    s.record_change(&change("b2", "r2", Some("bob"), &t(2)))
+    s.record_change(&change("b2", "r2", Some("bob"), &t(2)).as_new())
         .unwrap();
-    s.record_change(&change("n2", "r2", None, &t(2))).unwrap();
+    s.record_change(&change("n2", "r2", None, &t(2)).as_new())
+        .unwrap();
     let ids = |v: Vec<ChangeRecord>| v.into_iter().map(|c| c.audit_id).collect::<Vec<_>>();
     // Both bounds are inclusive; equal times keep insertion order.
     assert_eq!(
@@ -762,7 +760,7 @@ fn transaction_returning_err_leaves_no_change_rows() {
     let mut s = Store::open(&path).unwrap();
     let e = s
         .transaction(|tx| -> Result<_, StoreError> {
-            assert!(tx.record_change(&change("c1", "r", Some("alice"), "t1"))?);
+            assert!(tx.record_change(&change("c1", "r", Some("alice"), "t1").as_new())?);
             assert!(tx.has_change("c1")?);
             tx.put_object(&object("Role", "ns", "bad", "not json"))?;
             Ok(())
