@@ -820,7 +820,7 @@ impl Model {
         let mut alerts = match ch.kind {
             ObjKind::ClusterRole | ObjKind::Role => self.role_change(&ctx, &mut outcome),
             ObjKind::ClusterRoleBinding | ObjKind::RoleBinding => {
-                self.binding_change(&ctx, &outcome)
+                self.binding_change(&ctx, &mut outcome)
             }
         };
         // Persist the object: the row this change leaves, with `json` as its content.
@@ -838,7 +838,7 @@ impl Model {
             self.stats.stale += 1;
             "stale"
         } else {
-            match &outcome {
+            match &mut outcome {
                 Outcome::Known(_, p) => {
                     let hash = p.text_hash;
                     let same = prev.as_ref().is_some_and(|m| {
@@ -852,7 +852,8 @@ impl Model {
                             ch.resource_version.map(|r| r.to_string()),
                         );
                     } else {
-                        self.put_row(&key, row(p.text.clone()));
+                        // The outcome is not read again: its parts move into the model.
+                        self.put_row(&key, row(std::mem::take(&mut p.text)));
                     }
                     self.meta.insert(
                         key.clone(),
@@ -860,7 +861,7 @@ impl Model {
                             rv: ch.resource_version,
                             time_ns: ch.time_ns,
                             text_hash: Some(hash),
-                            grants: p.grants.clone().map(std::sync::Arc::new),
+                            grants: p.grants.take().map(std::sync::Arc::new),
                             ..Meta::default()
                         },
                     );
@@ -1270,32 +1271,30 @@ impl Model {
         Some(a)
     }
 
-    fn binding_change(&mut self, c: &Ctx<'_>, outcome: &Outcome) -> Vec<Alert> {
+    fn binding_change(&mut self, c: &Ctx<'_>, outcome: &mut Outcome) -> Vec<Alert> {
         let Some(bk) = c.ch.kind.binding_kind() else {
             return Vec::new();
         };
         let (ns, name) = (c.key.1.as_str(), c.key.2.as_str());
-        let before: Option<Binding> = match c.prev_state {
-            PreviousState::Known => self.inv.binding(bk, ns, name).cloned(),
-            _ => None,
-        };
+        let known_before = c.prev_state == PreviousState::Known;
         let after: Option<Binding> = match outcome {
-            Outcome::Known(_, p) => p.binding.clone(),
+            Outcome::Known(_, p) => p.binding.take(),
             _ => None,
         };
-        if !c.stale {
-            match outcome {
-                Outcome::Known(..) => {
-                    if let Some(b) = after.clone() {
-                        self.inv.put_binding(b);
-                    }
-                }
-                Outcome::Deleted => {
-                    self.inv.remove_binding(bk, ns, name);
-                }
-                Outcome::Unknown(_) => {}
+        // What the model held, taken from it when the change replaces it.
+        let before = match (&*outcome, &after) {
+            (Outcome::Known(..), Some(b)) if !c.stale => {
+                // The verdict below reads the binding after the model has it.
+                self.inv.put_binding(b.clone()).filter(|_| known_before)
             }
-        }
+            (Outcome::Deleted, _) if !c.stale => self
+                .inv
+                .remove_binding(bk, ns, name)
+                .filter(|_| known_before),
+            _ if known_before => self.inv.binding(bk, ns, name).cloned(),
+            _ => None,
+        };
+        let outcome = &*outcome;
         let Some(after) = after else {
             return match outcome {
                 Outcome::Unknown(reason) if c.ch.verb != "delete" => self
