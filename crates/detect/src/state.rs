@@ -409,6 +409,16 @@ impl Tracker {
         Ok(stats)
     }
 
+    /// As [`Tracker::close`], for a process that exits right after: the model is left for
+    /// the exit to reclaim instead of being freed piece by piece (about 6 ms after a
+    /// 1M-event run, all of it after the reading is done).
+    pub fn close_before_exit(self) -> Result<TrackerStats, StateError> {
+        let stats = self.model.stats;
+        std::mem::forget(self.model);
+        self.store.close()?;
+        Ok(stats)
+    }
+
     /// Whether applied changes wait for [`Tracker::commit`].
     pub fn uncommitted(&self) -> bool {
         self.store.in_transaction()

@@ -1072,3 +1072,44 @@ fn uncommitted_changes_are_not_kept() {
         stored_keys(&dir.path().join("fresh.db"))
     );
 }
+
+/// Both ways of closing keep what was committed, drop what was not, and leave the state in
+/// the database file alone (the WAL checkpointed and removed).
+#[test]
+fn close_keeps_the_committed_and_empties_the_wal() {
+    let lines = vec![
+        cr_event(0, "create", "cr-a", 0, Some(cluster_role("cr-a", &[0]))),
+        cr_event(1, "create", "cr-b", 1000, Some(cluster_role("cr-b", &[0]))),
+    ];
+    let all = changes(&lines);
+    assert_eq!(all.len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let first_only = {
+        let path = dir.path().join("first.db");
+        let got = run_file(&path, changes(&lines[..1])).unwrap();
+        assert!(!got.is_empty(), "the first change alerts");
+        stored_keys(&path)
+    };
+    for before_exit in [false, true] {
+        let path = dir.path().join(format!("closed-{before_exit}.db"));
+        let mut t = tracker(Store::open(&path).unwrap());
+        let mut it = changes(&lines).into_iter();
+        t.apply_batch(it.next(), None).unwrap();
+        let pending = t.apply_uncommitted(it, None).unwrap();
+        assert!(
+            !pending.is_empty(),
+            "the second change alerts, not committed"
+        );
+        let stats = if before_exit {
+            t.close_before_exit()
+        } else {
+            t.close()
+        }
+        .unwrap();
+        assert_eq!(stats.applied, 2);
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        assert!(!Path::new(&wal).exists(), "{wal:?} is left after the close");
+        assert_eq!(stored_keys(&path), first_only, "before_exit {before_exit}");
+    }
+}
