@@ -38,7 +38,7 @@ use rbac::{
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use store::{ChangeRecord, NewChange, Position, Store, StoreError, StoredObject, Tx};
+use store::{NewChange, Position, Store, StoreError, StoredObject, Tx};
 
 /// Rule id: a change makes aggregating ClusterRoles gain pod write.
 pub const AGGREGATED_RULE_ID: &str = "clusterrole-pod-write-aggregated";
@@ -752,8 +752,7 @@ impl Model {
             match &ch.body {
                 Body::Object { object: Ok(_), .. } => "applied",
                 Body::Patch { value, .. }
-                    if prev_state == PreviousState::Known
-                        || value.get("kind").and_then(Value::as_str) == Some(ch.kind.as_str()) =>
+                    if prev_state == PreviousState::Known || is_whole_object(value, ch.kind) =>
                 {
                     "applied"
                 }
@@ -805,7 +804,7 @@ impl Model {
                         )),
                     },
                     // A server-side apply body is the whole intended object.
-                    None if value.get("kind").and_then(Value::as_str) == Some(ch.kind.as_str()) => {
+                    None if is_whole_object(&value, ch.kind) => {
                         known(value, RulesSource::RequestObject)
                     }
                     None => Outcome::Unknown(
@@ -841,7 +840,7 @@ impl Model {
             json,
             audit_id: audit_id.clone(),
             time: time.clone(),
-            resource_version: ch.resource_version.map(|r| r.to_string()),
+            resource_version: rv_text.clone(),
             unknown_since: None,
         };
         let final_outcome = if stale {
@@ -855,12 +854,7 @@ impl Model {
                         !m.deleted && m.unknown_since.is_none() && m.text_hash == Some(hash)
                     });
                     if same {
-                        self.touch_row(
-                            &key,
-                            &audit_id,
-                            &time,
-                            ch.resource_version.map(|r| r.to_string()),
-                        );
+                        self.touch_row(&key, &audit_id, &time, rv_text.clone());
                     } else {
                         // The outcome is not read again: its parts move into the model.
                         self.put_row(&key, row(std::mem::take(&mut p.text)));
@@ -900,7 +894,7 @@ impl Model {
                         &key.1,
                         &key.2,
                         &time,
-                        ch.resource_version.map(|r| r.to_string()).as_deref(),
+                        rv_text.as_deref(),
                     )?;
                     if !marked {
                         // Not in the state file: keep what memory knows (an assumed bootstrap
@@ -1653,7 +1647,7 @@ impl Model {
                 let mut rows: Vec<RecentChange> = rows
                     .into_iter()
                     .filter(|r| r.audit_id != current)
-                    .map(recent_from)
+                    .map(|r| recent_from(&r.as_new()))
                     .collect();
                 let skip = rows.len().saturating_sub(RECENT_LIMIT);
                 rows.drain(..skip);
@@ -1663,7 +1657,12 @@ impl Model {
             let entries = rows
                 .into_iter()
                 .filter(|r| r.audit_id != current)
-                .filter_map(|r| Some((audit::time::parse_rfc3339(&r.time)?, recent_from(r))))
+                .filter_map(|r| {
+                    Some((
+                        audit::time::parse_rfc3339(&r.time)?,
+                        recent_from(&r.as_new()),
+                    ))
+                })
                 .collect();
             self.actors.insert(
                 user.to_string(),
@@ -1695,20 +1694,7 @@ impl Model {
             return;
         };
         let at = log.entries.partition_point(|(x, _)| *x <= t);
-        log.entries.insert(
-            at,
-            (
-                t,
-                RecentChange {
-                    time: r.time.to_string(),
-                    verb: r.verb.to_string(),
-                    kind: r.kind.to_string(),
-                    namespace: (!r.namespace.is_empty()).then(|| r.namespace.to_string()),
-                    name: r.name.to_string(),
-                    audit_id: r.audit_id.to_string(),
-                },
-            ),
-        );
+        log.entries.insert(at, (t, recent_from(r)));
         // Keep two windows back from the newest change: enough for any event in order, and a
         // late one older than that asks the history.
         if let Some(newest) = log.entries.last().map(|(x, _)| *x) {
@@ -1763,15 +1749,22 @@ fn new_change<'a>(
     }
 }
 
-fn recent_from(r: ChangeRecord) -> RecentChange {
+/// A change as an alert lists it among its actor's recent changes.
+fn recent_from(r: &NewChange<'_>) -> RecentChange {
     RecentChange {
-        time: r.time,
-        verb: r.verb,
-        kind: r.kind,
-        namespace: (!r.namespace.is_empty()).then_some(r.namespace),
-        name: r.name,
-        audit_id: r.audit_id,
+        time: r.time.to_string(),
+        verb: r.verb.to_string(),
+        kind: r.kind.to_string(),
+        namespace: (!r.namespace.is_empty()).then(|| r.namespace.to_string()),
+        name: r.name.to_string(),
+        audit_id: r.audit_id.to_string(),
     }
+}
+
+/// Whether a patch body is the whole object of this kind (a server-side apply), so that it
+/// stands on its own when the object it patches is not known.
+fn is_whole_object(value: &Value, kind: ObjKind) -> bool {
+    value.get("kind").and_then(Value::as_str) == Some(kind.as_str())
 }
 
 /// Everything about the change being judged.
