@@ -236,6 +236,18 @@ impl Processor {
         }
         self.forget(&mut done);
         self.sinks.flush();
+        // Closed rather than dropped: dropping a connection swallows what its close (the last
+        // checkpoint of the state file) reports.
+        if let Some(t) = self.tracker.take() {
+            if let Err(e) = t.close() {
+                tracing::error!("closing the state file: {e}");
+            }
+        }
+        if let Some(db) = self.alerts_db.take() {
+            if let Err(e) = db.close() {
+                tracing::error!("closing the state file's second connection: {e}");
+            }
+        }
         self.sinks
     }
 
