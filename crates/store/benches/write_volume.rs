@@ -9,7 +9,7 @@
 //! counts and sizes; their keys are random, as audit IDs are.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use store::{NewChange, Store, StoredObject};
+use store::{ChangeRecord, Store, StoredObject};
 use tempfile::TempDir;
 
 const CHANGES: usize = 8_877;
@@ -45,19 +45,8 @@ impl Rng {
     }
 }
 
-struct Change {
-    audit_id: String,
-    kind: &'static str,
-    namespace: String,
-    name: String,
-    verb: &'static str,
-    actor: String,
-    time: String,
-    resource_version: String,
-}
-
 struct Volume {
-    changes: Vec<Change>,
+    changes: Vec<ChangeRecord>,
     objects: Vec<StoredObject>,
     alerts: Vec<(String, String)>,
 }
@@ -78,27 +67,29 @@ fn volume() -> Volume {
     let changes = (0..CHANGES)
         .map(|i| {
             let kind = kinds[(rng.next() % 4) as usize];
-            Change {
+            ChangeRecord {
+                seq: 0,
                 audit_id: rng.uuid(),
-                kind,
+                kind: kind.to_string(),
                 namespace: if kind.starts_with("Cluster") {
                     String::new()
                 } else {
                     format!("team-{}", rng.next() % 12)
                 },
                 name: format!("role-{}", rng.next() % 2_000),
-                verb: verbs[(rng.next() % 4) as usize],
+                verb: verbs[(rng.next() % 4) as usize].to_string(),
                 // A few actors make most changes, as in the generated log.
-                actor: match rng.next() % 10 {
+                actor: Some(match rng.next() % 10 {
                     0..=2 => "alice@example.com".to_string(),
                     3..=5 => "bob@example.com".to_string(),
                     _ => format!(
                         "system:serviceaccount:kube-system:controller-{}",
                         rng.next() % ACTORS as u64
                     ),
-                },
+                }),
                 time: time(i * 400),
-                resource_version: (100_000 + i).to_string(),
+                resource_version: Some((100_000 + i).to_string()),
+                outcome: "applied".to_string(),
             }
         })
         .collect();
@@ -155,17 +146,7 @@ fn write(mut s: Store, v: &Volume) {
         let share = |n: usize| (part * n / COMMITS)..((part + 1) * n / COMMITS);
         s.within_open(|tx| {
             for c in &v.changes[share(CHANGES)] {
-                tx.record_change(&NewChange {
-                    audit_id: &c.audit_id,
-                    kind: c.kind,
-                    namespace: &c.namespace,
-                    name: &c.name,
-                    verb: c.verb,
-                    actor: Some(&c.actor),
-                    time: &c.time,
-                    resource_version: Some(&c.resource_version),
-                    outcome: "applied",
-                })?;
+                tx.record_change(&c.as_new())?;
             }
             for o in &v.objects[share(OBJECTS)] {
                 tx.put_object(o)?;
